@@ -1,0 +1,130 @@
+//! The `tracefusion` command line. Each subcommand parses its arguments and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, LoadedConfig, reference_markdown};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tracefusion",
+    version,
+    about = "A Grafana-Tempo-compatible tracing backend with a TraceQL engine on Apache DataFusion",
+    long_about = "A Grafana-Tempo-compatible tracing backend with a TraceQL engine on Apache DataFusion.\n\n\
+        Run `tracefusion serve` to start every component in one process with embedded defaults: \
+        the Tempo HTTP API on :3200 and data under ./tracefusion-data. Point Grafana at \
+        http://localhost:3200 as a Tempo data source."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (all components in one process).
+    #[command(long_about = "Run the server: every component in one process.\n\n\
+        Without --config the embedded defaults apply: the Tempo HTTP API on :3200 \
+        (`GET /ready`, `/api/echo`, `/api/status/buildinfo`), local storage under \
+        ./tracefusion-data. A Tempo config file mostly just works: known keys are honoured, \
+        unknown keys are reported in one warning. Stop with Ctrl-C or SIGTERM; in-flight \
+        requests finish first (server.graceful_shutdown_timeout).\n\n\
+        Examples:\n  tracefusion serve\n  tracefusion serve --config tempo.yaml --config.expand-env")]
+    Serve(ConfigArgs),
+    /// Print the effective configuration, or the reference of every key.
+    #[command(
+        long_about = "Print the effective configuration as YAML: the defaults overlaid with \
+        --config, secrets left out. Unknown keys in the file are listed on stderr.\n\n\
+        Examples:\n  tracefusion config --config tempo.yaml\n  tracefusion config --reference"
+    )]
+    Config {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print the table of every key with its default and meaning (Markdown) instead.
+        #[arg(long)]
+        reference: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// YAML configuration file, with Tempo's key names. Without it, defaults apply.
+    #[arg(long = "config", visible_alias = "config.file", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Replace ${VAR} and ${VAR:-default} in the file with environment variables
+    /// (as Tempo's -config.expand-env).
+    #[arg(long = "config.expand-env", visible_alias = "expand-env")]
+    pub expand_env: bool,
+}
+
+impl ConfigArgs {
+    pub fn load(&self) -> Result<LoadedConfig, crate::config::ConfigError> {
+        match &self.config {
+            Some(path) => Config::load(path, self.expand_env),
+            None => Ok(LoadedConfig {
+                config: Config::default(),
+                unknown_keys: Vec::new(),
+            }),
+        }
+    }
+}
+
+/// Entry point of the binary.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(&args),
+        Command::Config { config, reference } => {
+            if reference {
+                print!("{}", reference_markdown());
+                return ExitCode::SUCCESS;
+            }
+            match config.load() {
+                Ok(loaded) => {
+                    if !loaded.unknown_keys.is_empty() {
+                        eprintln!("unknown keys (ignored): {}", loaded.unknown_keys.join(", "));
+                    }
+                    print!("{}", loaded.config.to_yaml());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error),
+            }
+        }
+    }
+}
+
+fn serve(args: &ConfigArgs) -> ExitCode {
+    let loaded = match args.load() {
+        Ok(loaded) => loaded,
+        Err(error) => return fail(&error),
+    };
+    let config = loaded.config;
+    crate::telemetry::init_logging(config.server.log_level, config.server.log_format);
+    if !loaded.unknown_keys.is_empty() {
+        tracing::warn!(
+            keys = %loaded.unknown_keys.join(", "),
+            "ignoring configuration keys tracefusion does not know"
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&error),
+    };
+    match runtime.block_on(crate::app::serve(config, crate::app::shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
+}

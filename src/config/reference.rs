@@ -1,0 +1,109 @@
+//! The configuration reference: every key with its default and meaning. README.md embeds the
+//! rendered table, and a test keeps both in step with the `Config` struct.
+
+use super::Config;
+
+pub struct KeyDoc {
+    pub key: &'static str,
+    pub doc: &'static str,
+}
+
+macro_rules! keys {
+    ($($key:literal => $doc:literal,)*) => {
+        &[$(KeyDoc { key: $key, doc: $doc },)*]
+    };
+}
+
+pub const KEY_DOCS: &[KeyDoc] = keys! {
+    "target" => "Components this process runs; `all` runs every component in one process.",
+    "multitenancy_enabled" => "Read the tenant from `X-Scope-OrgID`; otherwise every request belongs to `single-tenant`.",
+    "server.http_listen_address" => "Address of the Tempo HTTP API; empty means every interface.",
+    "server.http_listen_port" => "Port of the Tempo HTTP API (`/ready`, `/api/...`).",
+    "server.grpc_listen_address" => "Address of the gRPC query API; empty means every interface.",
+    "server.grpc_listen_port" => "Port of the gRPC query API.",
+    "server.log_level" => "`debug`, `info`, `warn` or `error`; `RUST_LOG` overrides it.",
+    "server.log_format" => "`logfmt` (human-readable text; `text` is accepted too) or `json`.",
+    "server.graceful_shutdown_timeout" => "How long in-flight requests may take to finish after SIGINT/SIGTERM.",
+    "distributor.receivers.otlp.protocols.grpc.endpoint" => "OTLP/gRPC receiver; remove the `grpc` block to disable it.",
+    "distributor.receivers.otlp.protocols.http.endpoint" => "OTLP/HTTP receiver (`POST /v1/traces`); remove the `http` block to disable it.",
+    "ingester.trace_idle_period" => "A trace with no new span for this long moves from live traces to the head block.",
+    "ingester.max_block_duration" => "Cut the head block into a stored block after this long.",
+    "ingester.max_block_bytes" => "Cut the head block once it holds this many bytes (integer bytes or `500MiB`).",
+    "storage.trace.backend" => "Object store for blocks: `local`, `s3`, `gcs` or `azure`.",
+    "storage.trace.local.path" => "Folder of the `local` backend.",
+    "storage.trace.wal.path" => "Folder of the write-ahead log (always on local disk).",
+    "storage.trace.s3.bucket" => "S3 bucket (required for `s3`).",
+    "storage.trace.s3.endpoint" => "S3 API host and port without scheme, e.g. `s3.us-east-1.amazonaws.com` or `localhost:9000` (required for `s3`).",
+    "storage.trace.s3.region" => "S3 region.",
+    "storage.trace.s3.access_key" => "S3 access key id; empty uses the environment's credentials.",
+    "storage.trace.s3.insecure" => "Talk plain HTTP to the endpoint.",
+    "storage.trace.s3.forcepathstyle" => "Path-style addressing (`endpoint/bucket/key`), needed by most S3-compatible servers.",
+    "storage.trace.s3.prefix" => "Prefix of every object key in the bucket.",
+    "storage.trace.gcs.bucket_name" => "GCS bucket (required for `gcs`).",
+    "storage.trace.gcs.endpoint" => "GCS API endpoint override.",
+    "storage.trace.gcs.insecure" => "Talk plain HTTP to the endpoint.",
+    "storage.trace.gcs.prefix" => "Prefix of every object name in the bucket.",
+    "storage.trace.azure.container_name" => "Azure blob container (required for `azure`).",
+    "storage.trace.azure.storage_account_name" => "Azure storage account (required for `azure`).",
+    "storage.trace.azure.endpoint_suffix" => "Azure endpoint suffix override.",
+    "storage.trace.azure.prefix" => "Prefix of every blob name in the container.",
+    "compactor.compaction.block_retention" => "Blocks older than this are deleted.",
+};
+
+/// Keys that hold secrets: accepted in the file, never printed, so they have no default row.
+pub const SECRET_KEYS: &[&str] = &[
+    "storage.trace.s3.secret_key",
+    "storage.trace.azure.storage_account_key",
+];
+
+/// The reference table in Markdown, defaults taken from `Config::default()`.
+pub fn reference_markdown() -> String {
+    let defaults = default_values();
+    let mut out = String::from("| key | default | meaning |\n|---|---|---|\n");
+    for KeyDoc { key, doc } in KEY_DOCS {
+        let default = defaults
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let default = if default.is_empty() {
+            "(empty)".to_string()
+        } else {
+            format!("`{default}`")
+        };
+        out.push_str(&format!("| `{key}` | {default} | {doc} |\n"));
+    }
+    for key in SECRET_KEYS {
+        out.push_str(&format!("| `{key}` | (empty) | Secret; never printed. |\n"));
+    }
+    out
+}
+
+/// Every leaf of the default configuration as (dotted key, value).
+pub fn default_values() -> Vec<(String, String)> {
+    let value = serde_yaml_ng::to_value(Config::default()).expect("defaults serialize");
+    let mut out = Vec::new();
+    flatten("", &value, &mut out);
+    out
+}
+
+fn flatten(prefix: &str, value: &serde_yaml_ng::Value, out: &mut Vec<(String, String)>) {
+    use serde_yaml_ng::Value;
+    match value {
+        Value::Mapping(map) => {
+            for (k, v) in map {
+                let k = k.as_str().unwrap_or_default();
+                let key = if prefix.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        Value::Bool(b) => out.push((prefix.to_string(), b.to_string())),
+        Value::Number(n) => out.push((prefix.to_string(), n.to_string())),
+        _ => out.push((prefix.to_string(), String::new())),
+    }
+}

@@ -1,0 +1,2 @@
+//! Execution: the `SessionContext`, table providers over blocks and live data, custom
+//! `ExecutionPlan`s, spanset and trace assembly, and the query frontend (jobs, limits, caches).

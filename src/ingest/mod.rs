@@ -1,0 +1,2 @@
+//! Write path: receivers (OTLP, Jaeger, Zipkin) → distributor (validation, tenants, limits) →
+//! ingester (WAL, live traces, head block, block cutting). Hands finished blocks to `storage`.

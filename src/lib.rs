@@ -1,0 +1,19 @@
+//! tracefusion: a Grafana-Tempo-compatible tracing backend whose query engine lowers TraceQL
+//! to Apache DataFusion plans over Parquet span tables.
+//!
+//! Data flows one way on each path:
+//! - write: `ingest` (receivers → distributor → ingester) → `storage`
+//! - read: `api` → `exec` (frontend, jobs) → `planner` → `exec` (DataFusion over `storage`) → `api`
+//!
+//! `app` wires the components into one process; `cli` is the command line over all of it.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod exec;
+pub mod ingest;
+pub mod planner;
+pub mod storage;
+pub mod telemetry;
+pub mod traceql;

@@ -1,0 +1,6 @@
+//! The one integration test binary of tracefusion (one binary, so the dependency tree links
+//! once). Each module is the specification of one capability.
+
+mod config;
+mod serve;
+mod support;

@@ -1,0 +1,115 @@
+//! Helpers shared by the test modules: the built binary, free ports, child processes.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `tracefusion` binary cargo built for this test run.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tracefusion"))
+}
+
+/// A TCP port that was free a moment ago on the loopback interface.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A child process that is killed if the test ends before it does. Its stderr (the log) goes
+/// to a file, so a chatty process can never block on a full pipe.
+pub struct ChildGuard {
+    child: Option<Child>,
+    log: tempfile::NamedTempFile,
+}
+
+impl ChildGuard {
+    pub fn spawn(command: &mut Command) -> Self {
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(log.reopen().expect("reopen log"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start tracefusion");
+        Self {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// What the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    pub fn has_exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    pub fn signal(&self, signal: i32) {
+        let rc = unsafe { libc::kill(self.pid() as i32, signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `url` until it answers 200, for at most `timeout`.
+pub async fn wait_ready(
+    client: &reqwest::Client,
+    url: &str,
+    child: &mut ChildGuard,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(response) = client.get(url).send().await
+            && response.status() == 200
+        {
+            return;
+        }
+        if let Some(status) = child.has_exited() {
+            panic!(
+                "tracefusion exited with {status} before it was ready:\n{}",
+                child.log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not answer 200 within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
