@@ -33,6 +33,32 @@ pub enum Command {
         requests finish first (server.graceful_shutdown_timeout).\n\n\
         Examples:\n  tracefusion serve\n  tracefusion serve --config tempo.yaml --config.expand-env")]
     Serve(ConfigArgs),
+    /// Parse and validate TraceQL; print the canonical form or the error.
+    #[command(
+        long_about = "Parse and validate TraceQL queries. Prints each query's canonical form, \
+        or the error with its line and column and a caret under the query. Exit status 0 when \
+        every query is valid, 1 otherwise.\n\n\
+        With --json, one JSON object per query and line:\n  \
+        {\"query\":…,\"ok\":true,\"canonical\":…}\n  \
+        {\"query\":…,\"ok\":false,\"kind\":\"parse\"|\"validate\"|\"unsupported\",\"line\":L,\"col\":C,\"message\":…}\n\n\
+        Examples:\n  tracefusion parse '{ span.http.status_code >= 500 } | count() > 2'\n  \
+        tracefusion parse --json --file queries.txt"
+    )]
+    Parse {
+        /// The query (omit it with --file).
+        #[arg(
+            required_unless_present = "file",
+            conflicts_with = "file",
+            allow_hyphen_values = true
+        )]
+        query: Option<String>,
+        /// Read queries from FILE, one per line (blank lines and lines starting with # skipped).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Print one JSON object per query.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the effective configuration, or the reference of every key.
     #[command(
         long_about = "Print the effective configuration as YAML: the defaults overlaid with \
@@ -76,6 +102,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Parse { query, file, json } => parse(query, file, json),
         Command::Config { config, reference } => {
             if reference {
                 print!("{}", reference_markdown());
@@ -121,6 +148,48 @@ fn serve(args: &ConfigArgs) -> ExitCode {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn parse(query: Option<String>, file: Option<PathBuf>, json: bool) -> ExitCode {
+    let queries: Vec<String> = match (query, file) {
+        (Some(query), _) => vec![query],
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                .map(str::to_string)
+                .collect(),
+            Err(error) => return fail(&format!("cannot read {}: {error}", path.display())),
+        },
+        (None, None) => unreachable!("clap requires a query or --file"),
+    };
+    let mut all_ok = true;
+    for query in &queries {
+        let result = crate::traceql::compile(query);
+        all_ok &= result.is_ok();
+        if json {
+            let object = match &result {
+                Ok(ast) => {
+                    serde_json::json!({"query": query, "ok": true, "canonical": ast.to_string()})
+                }
+                Err(e) => serde_json::json!({
+                    "query": query, "ok": false, "kind": e.kind.as_str(),
+                    "line": e.line, "col": e.col, "message": e.message,
+                }),
+            };
+            println!("{object}");
+        } else {
+            match &result {
+                Ok(ast) => println!("{ast}"),
+                Err(e) => println!("{}", e.render(query)),
+            }
+        }
+    }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

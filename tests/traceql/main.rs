@@ -2,5 +2,6 @@
 //! once). Each module is the specification of one capability.
 
 mod config;
+mod conformance;
 mod serve;
 mod support;
