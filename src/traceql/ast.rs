@@ -365,7 +365,14 @@ pub enum Intrinsic {
 }
 
 /// Each intrinsic's spellings: the unscoped one (if any) and the scoped one (if any).
-const INTRINSIC_SPELLINGS: &[(Intrinsic, Option<&str>, Option<(&str, &str)>)] = &[
+/// (intrinsic, unscoped spelling, (scope, name) spelling)
+type Spelling = (
+    Intrinsic,
+    Option<&'static str>,
+    Option<(&'static str, &'static str)>,
+);
+
+const INTRINSIC_SPELLINGS: &[Spelling] = &[
     (
         Intrinsic::Duration,
         Some("duration"),

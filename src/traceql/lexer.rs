@@ -152,9 +152,10 @@ pub struct Token {
 pub fn tokenize(query: &str) -> Result<Vec<Token>, TraceqlError> {
     let mut input = Span::new(query);
     let mut tokens = Vec::new();
+    let mut cursor = Cursor::default();
     loop {
         input = skip_trivia(input)?;
-        let pos = pos_of(&input);
+        let pos = cursor.advance_to(query, input.location_offset());
         if input.fragment().is_empty() {
             tokens.push(Token {
                 kind: TokenKind::Eof,
@@ -165,6 +166,42 @@ pub fn tokenize(query: &str) -> Result<Vec<Token>, TraceqlError> {
         let (rest, kind) = next_token(input)?;
         tokens.push(Token { kind, pos });
         input = rest;
+    }
+}
+
+/// Line and column of a byte offset, moved forward incrementally: asking the span for its
+/// column would rescan the line for every token (quadratic on long one-line queries).
+struct Cursor {
+    offset: usize,
+    line: u32,
+    col: u32,
+}
+
+impl Default for Cursor {
+    fn default() -> Self {
+        Cursor {
+            offset: 0,
+            line: 1,
+            col: 1,
+        }
+    }
+}
+
+impl Cursor {
+    fn advance_to(&mut self, text: &str, offset: usize) -> Pos {
+        for c in text[self.offset..offset].chars() {
+            if c == '\n' {
+                self.line += 1;
+                self.col = 1;
+            } else {
+                self.col += 1;
+            }
+        }
+        self.offset = offset;
+        Pos {
+            line: self.line,
+            col: self.col,
+        }
     }
 }
 

@@ -3,5 +3,7 @@
 
 mod config;
 mod conformance;
+mod corpus;
+mod parse;
 mod serve;
 mod support;
