@@ -78,42 +78,35 @@ fn every_parse_failure_fails_to_parse() {
     );
 }
 
-#[test]
-fn every_validate_failure_parses_then_fails_validation() {
-    let queries = class("validate_fails");
+/// Every query of `class` parses and is then rejected with exactly `kind`.
+fn assert_rejected_as(class_name: &str, kind: ErrorKind) {
+    let queries = class(class_name);
     let failures: Vec<String> = queries
         .iter()
         .filter_map(|q| match compile(q) {
             Ok(ast) => Some(format!("  {q}\n    accepted as: {ast}")),
-            Err(e) if e.kind != ErrorKind::Validate => Some(format!("  {q}\n    wrong kind: {e}")),
+            Err(e) if e.kind != kind => Some(format!("  {q}\n    wrong kind: {e}")),
             Err(_) => None,
         })
         .collect();
     report(
         &failures,
         queries.len(),
-        "validate_fails queries were not rejected by validation",
+        &format!(
+            "{class_name} queries were not rejected as {}",
+            kind.as_str()
+        ),
     );
 }
 
 #[test]
+fn every_validate_failure_parses_then_fails_validation() {
+    assert_rejected_as("validate_fails", ErrorKind::Validate);
+}
+
+#[test]
 fn every_unsupported_query_parses_and_is_reported_unsupported() {
-    let queries = class("unsupported");
-    let failures: Vec<String> = queries
-        .iter()
-        .filter_map(|q| match compile(q) {
-            Ok(ast) => Some(format!("  {q}\n    accepted as: {ast}")),
-            Err(e) if e.kind != ErrorKind::Unsupported => {
-                Some(format!("  {q}\n    wrong kind: {e}"))
-            }
-            Err(_) => None,
-        })
-        .collect();
-    report(
-        &failures,
-        queries.len(),
-        "unsupported queries were not reported unsupported",
-    );
+    assert_rejected_as("unsupported", ErrorKind::Unsupported);
 }
 
 #[test]
