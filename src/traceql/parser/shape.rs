@@ -532,10 +532,6 @@ fn metrics_query(node: Node) -> Shaped<MetricsQuery> {
     })
 }
 
-fn node_pos(node: &Node) -> Pos {
-    node.pos()
-}
-
 fn is_metrics_math(node: &Node) -> bool {
     match node {
         Node::Paren(inner, _) => contains_metrics(inner),
