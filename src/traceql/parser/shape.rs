@@ -513,7 +513,7 @@ fn metrics_query(node: Node) -> Shaped<MetricsQuery> {
         let expr = metrics_math(first_core)?;
         if matches!(expr, MetricsExpr::Scalar(_)) {
             return err(
-                node_pos(&node),
+                node.pos(),
                 "metrics arithmetic needs a (pipeline | metrics function) operand",
             );
         }
