@@ -15,5 +15,6 @@ pub mod exec;
 pub mod ingest;
 pub mod planner;
 pub mod storage;
+pub mod synth;
 pub mod telemetry;
 pub mod traceql;

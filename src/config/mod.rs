@@ -248,6 +248,9 @@ pub struct StorageConfig {
 #[serde(default)]
 pub struct TraceStorageConfig {
     pub backend: Backend,
+    /// How often readers list the store for new and removed blocks.
+    pub blocklist_poll: Duration,
+    pub block: BlockConfig,
     pub local: LocalConfig,
     pub wal: WalConfig,
     pub s3: S3Config,
@@ -259,12 +262,87 @@ impl Default for TraceStorageConfig {
     fn default() -> Self {
         Self {
             backend: Backend::Local,
+            blocklist_poll: Duration::from_secs(5 * 60),
+            block: BlockConfig::default(),
             local: LocalConfig::default(),
             wal: WalConfig::default(),
             s3: S3Config::default(),
             gcs: GcsConfig::default(),
             azure: AzureConfig::default(),
         }
+    }
+}
+
+/// How blocks are laid out in Parquet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BlockConfig {
+    /// A row group is closed at the first trace boundary after it holds this many encoded bytes.
+    pub parquet_row_group_size_bytes: ByteSize,
+    /// Attributes stored in columns of their own (Tempo's key and entry shape).
+    pub parquet_dedicated_columns: Vec<DedicatedColumn>,
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        Self {
+            parquet_row_group_size_bytes: ByteSize(32 << 20),
+            parquet_dedicated_columns: DedicatedColumn::defaults(),
+        }
+    }
+}
+
+/// One attribute with a column of its own: `{scope: resource, name: k8s.pod.name, type: string}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedicatedColumn {
+    #[serde(default)]
+    pub scope: DedicatedScope,
+    pub name: String,
+    #[serde(default)]
+    pub r#type: DedicatedType,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DedicatedScope {
+    Resource,
+    #[default]
+    Span,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DedicatedType {
+    #[default]
+    String,
+    Int,
+}
+
+impl DedicatedColumn {
+    pub fn new(scope: DedicatedScope, name: &str, r#type: DedicatedType) -> Self {
+        Self {
+            scope,
+            name: name.to_string(),
+            r#type,
+        }
+    }
+
+    /// The attributes OpenTelemetry's semantic conventions make the most frequent filters.
+    pub fn defaults() -> Vec<DedicatedColumn> {
+        use DedicatedScope::{Resource, Span};
+        use DedicatedType::{Int, String};
+        vec![
+            Self::new(Resource, "k8s.cluster.name", String),
+            Self::new(Resource, "k8s.namespace.name", String),
+            Self::new(Resource, "k8s.pod.name", String),
+            Self::new(Resource, "k8s.container.name", String),
+            Self::new(Span, "http.request.method", String),
+            Self::new(Span, "http.response.status_code", Int),
+            Self::new(Span, "http.route", String),
+            Self::new(Span, "url.path", String),
+            Self::new(Span, "server.address", String),
+        ]
     }
 }
 
@@ -494,6 +572,40 @@ impl Config {
                     &trace.azure.storage_account_name,
                 )?;
             }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, column) in trace.block.parquet_dedicated_columns.iter().enumerate() {
+            let key = format!("storage.trace.block.parquet_dedicated_columns[{i}]");
+            if column.name.is_empty() {
+                return Err(ConfigError::InvalidValue {
+                    key,
+                    message: "`name` must not be empty".into(),
+                });
+            }
+            if column.scope == DedicatedScope::Resource && column.name == "service.name" {
+                return Err(ConfigError::InvalidValue {
+                    key,
+                    message: "resource `service.name` always has a column of its own".into(),
+                });
+            }
+            if !seen.insert((column.scope, column.name.as_str())) {
+                return Err(ConfigError::InvalidValue {
+                    key,
+                    message: format!("`{}` is listed twice for its scope", column.name),
+                });
+            }
+        }
+        if trace.block.parquet_row_group_size_bytes.0 < 1 << 20 {
+            return Err(ConfigError::InvalidValue {
+                key: "storage.trace.block.parquet_row_group_size_bytes".into(),
+                message: "must be at least 1MiB".into(),
+            });
+        }
+        if trace.blocklist_poll.0.is_zero() {
+            return Err(ConfigError::InvalidValue {
+                key: "storage.trace.blocklist_poll".into(),
+                message: "must be longer than zero".into(),
+            });
         }
         if trace.wal.path.as_os_str().is_empty() {
             return Err(ConfigError::InvalidValue {

@@ -30,6 +30,9 @@ pub const KEY_DOCS: &[KeyDoc] = keys! {
     "ingester.max_block_duration" => "Cut the head block into a stored block after this long.",
     "ingester.max_block_bytes" => "Cut the head block once it holds this many bytes (integer bytes or `500MiB`).",
     "storage.trace.backend" => "Object store for blocks: `local`, `s3`, `gcs` or `azure`.",
+    "storage.trace.blocklist_poll" => "How often readers list the store for new and removed blocks.",
+    "storage.trace.block.parquet_row_group_size_bytes" => "A row group closes at the first trace boundary after this many encoded bytes.",
+    "storage.trace.block.parquet_dedicated_columns" => "Attributes with columns of their own: a list of `{scope, name, type}` entries, scope `resource` or `span` (default), type `string` (default) or `int`.",
     "storage.trace.local.path" => "Folder of the `local` backend.",
     "storage.trace.wal.path" => "Folder of the write-ahead log (always on local disk).",
     "storage.trace.s3.bucket" => "S3 bucket (required for `s3`).",
@@ -104,6 +107,24 @@ fn flatten(prefix: &str, value: &serde_yaml_ng::Value, out: &mut Vec<(String, St
         Value::String(s) => out.push((prefix.to_string(), s.clone())),
         Value::Bool(b) => out.push((prefix.to_string(), b.to_string())),
         Value::Number(n) => out.push((prefix.to_string(), n.to_string())),
+        // Lists print as one compact value so each key keeps one row.
+        Value::Sequence(items) => {
+            let entries: Vec<String> = items
+                .iter()
+                .map(|item| match item {
+                    Value::Mapping(map) => map
+                        .values()
+                        .map(|v| match v {
+                            Value::String(s) => s.clone(),
+                            other => serde_yaml_ng::to_string(other).unwrap_or_default(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    other => serde_yaml_ng::to_string(other).unwrap_or_default(),
+                })
+                .collect();
+            out.push((prefix.to_string(), entries.join(", ")));
+        }
         _ => out.push((prefix.to_string(), String::new())),
     }
 }

@@ -1,2 +1,22 @@
-//! The span table and its blocks: Arrow schema, Parquet block writer and reader, block metas,
-//! blocklist, compaction and retention, all through `object_store`. Knows nothing of TraceQL.
+//! The span table and its blocks: Arrow schema, OTLP conversion, Parquet block writer and
+//! reader, block metas, tag catalogs, blocklist and trace by id, all through `object_store`.
+//! Knows nothing of TraceQL.
+
+pub mod backend;
+pub mod block;
+pub mod blocklist;
+pub mod catalog;
+pub mod file_reader;
+pub mod from_arrow;
+pub mod ids;
+pub mod lookup;
+pub mod schema;
+pub mod to_arrow;
+
+pub use backend::{MeteredStore, StoreCounters, open_store};
+pub use block::{BlockMeta, BlockOptions, BlockWriter, write_block};
+pub use blocklist::Blocklist;
+pub use catalog::TagCatalog;
+pub use ids::TraceId;
+pub use lookup::{FoundTrace, TraceReader};
+pub use to_arrow::split_by_trace;

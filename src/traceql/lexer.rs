@@ -537,6 +537,13 @@ fn number(input: Span) -> Result<(Span, TokenKind), TraceqlError> {
         let value: f64 = text
             .parse()
             .map_err(|_| error_at(&input, format!("invalid number '{text}'")))?;
+        // Go's ParseFloat refuses what overflows f64, and an infinity has no literal to print.
+        if value.is_infinite() {
+            return Err(error_at(
+                &input,
+                format!("number {text} is out of range for a float"),
+            ));
+        }
         Ok((rest, TokenKind::Float(value)))
     } else {
         let value: i64 = text.parse().map_err(|_| {

@@ -210,10 +210,21 @@ impl Display for FieldExpr {
             FieldExpr::Field(field, _) => write!(f, "{field}"),
             FieldExpr::Unary { op, expr, .. } => {
                 f.write_str(if *op == UnaryOp::Not { "!" } else { "-" })?;
-                // The operand is parenthesised unless it is a leaf, so `!` and `-` never
-                // capture more than they did.
-                let leaf = matches!(**expr, FieldExpr::Field(..))
-                    || matches!(&**expr, FieldExpr::Static(s) if !is_negative(s));
+                // The operand is parenthesised unless it is a leaf or another prefix operator,
+                // so `!` and `-` never capture more than they did, and chains of prefix
+                // operators do not nest deeper when printed than when written.
+                let leaf = is_prefixed_leaf(expr);
+                if *op == UnaryOp::Neg
+                    && matches!(
+                        **expr,
+                        FieldExpr::Unary {
+                            op: UnaryOp::Neg,
+                            ..
+                        }
+                    )
+                {
+                    f.write_str(" ")?;
+                }
                 write_operand(f, expr, !leaf)
             }
             FieldExpr::Binary { op, lhs, rhs, .. } => {
@@ -223,10 +234,9 @@ impl Display for FieldExpr {
                         let (q, _) = field_precedence(*inner);
                         q < p || (q == p && right != right_assoc)
                     }
-                    // `!` takes `* / % ^` into its operand: `a * !b * c` is `a * !(b * c)`.
-                    FieldExpr::Unary {
-                        op: UnaryOp::Not, ..
-                    } => p >= 5,
+                    // `!` takes `* / % ^` into its operand: `a * !b * c` is `a * !(b * c)`,
+                    // and so does a `!` behind other prefix operators (`-!b * c`).
+                    FieldExpr::Unary { .. } => p >= 5 && prefix_chain_has_not(e),
                     _ => false,
                 };
                 write_operand(f, lhs, wrap(lhs, false))?;
@@ -234,6 +244,27 @@ impl Display for FieldExpr {
                 write_operand(f, rhs, wrap(rhs, true))
             }
         }
+    }
+}
+
+/// A field, a non-negative literal, or prefix operators applied to one: prints without
+/// parentheses after another prefix operator.
+fn is_prefixed_leaf(expr: &FieldExpr) -> bool {
+    match expr {
+        FieldExpr::Field(..) => true,
+        FieldExpr::Static(s) => !is_negative(s),
+        FieldExpr::Unary { expr, .. } => is_prefixed_leaf(expr),
+        FieldExpr::Binary { .. } => false,
+    }
+}
+
+fn prefix_chain_has_not(expr: &FieldExpr) -> bool {
+    match expr {
+        FieldExpr::Unary {
+            op: UnaryOp::Not, ..
+        } => true,
+        FieldExpr::Unary { expr, .. } => prefix_chain_has_not(expr),
+        _ => false,
     }
 }
 

@@ -6,4 +6,5 @@ mod conformance;
 mod corpus;
 mod parse;
 mod serve;
+mod storage;
 mod support;

@@ -113,3 +113,12 @@ pub async fn wait_ready(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits until something accepts connections on `port` (at most 20 s).
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,448 @@
+//! Blocks: one Parquet file of whole traces plus its sidecars, under
+//! `<tenant>/blocks/<block-id>/`. `meta.json` is written last and is the commit point: a
+//! block without it does not exist for readers.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use futures::future::BoxFuture;
+use object_store::ObjectStore;
+use object_store::ObjectStoreExt;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::async_writer::AsyncFileWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::bloom_filter::Sbbf;
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::catalog::TagCatalog;
+use super::ids::TraceId;
+use super::schema;
+use super::to_arrow::{SpanBatchBuilder, trace_span_refs};
+use crate::config::DedicatedColumn;
+
+/// The `format` of blocks this version writes.
+pub const FORMAT: &str = "tracefusion-parquet-1";
+pub const DATA_FILE: &str = "data.parquet";
+pub const META_FILE: &str = "meta.json";
+pub const BLOOM_FILE: &str = "bloom";
+pub const TAGS_FILE: &str = "tags.json";
+/// False-positive rate of the block's trace-id bloom filter.
+pub const BLOOM_FPP: f64 = 0.01;
+/// Rows per record batch handed to the Parquet writer.
+const BATCH_ROWS: usize = 4096;
+/// Rows per data page at most: small enough that trace by id reads little around its trace.
+const PAGE_ROWS: usize = 8192;
+
+/// Where a tenant's blocks live.
+pub fn tenant_blocks_prefix(tenant: &str) -> Path {
+    Path::from(format!("{tenant}/blocks"))
+}
+
+pub fn block_object(tenant: &str, block: Uuid, file: &str) -> Path {
+    Path::from(format!("{tenant}/blocks/{block}/{file}"))
+}
+
+/// One row group: the traces it holds and their time span, so readers prune without the footer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RowGroupMeta {
+    #[serde(rename = "minID")]
+    pub min_id: TraceId,
+    #[serde(rename = "maxID")]
+    pub max_id: TraceId,
+    pub spans: u64,
+    pub traces: u64,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+}
+
+/// `meta.json`: everything a reader needs to decide whether to open the block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockMeta {
+    pub format: String,
+    #[serde(rename = "blockID")]
+    pub block_id: Uuid,
+    #[serde(rename = "tenantID")]
+    pub tenant_id: String,
+    /// Earliest span start in the block.
+    pub start_time: DateTime<Utc>,
+    /// Latest span end in the block.
+    pub end_time: DateTime<Utc>,
+    pub total_spans: u64,
+    pub total_traces: u64,
+    /// Bytes of `data.parquet`.
+    pub size: u64,
+    /// Bytes at the end of `data.parquet` after the last row group (page indexes and footer):
+    /// one ranged read of this many bytes loads all of the file's metadata.
+    pub footer_size: u64,
+    #[serde(rename = "minID")]
+    pub min_id: TraceId,
+    #[serde(rename = "maxID")]
+    pub max_id: TraceId,
+    pub compaction_level: u32,
+    pub row_groups: Vec<RowGroupMeta>,
+    pub dedicated_columns: Vec<DedicatedColumn>,
+    /// Bytes of the `bloom` sidecar.
+    pub bloom_size: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl BlockMeta {
+    pub fn object(&self, file: &str) -> Path {
+        block_object(&self.tenant_id, self.block_id, file)
+    }
+
+    /// Whether the block's trace-id range can hold `id`.
+    pub fn may_contain(&self, id: &TraceId) -> bool {
+        self.min_id <= *id && *id <= self.max_id
+    }
+
+    /// Whether the block overlaps `[start, end]`.
+    pub fn overlaps(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> bool {
+        self.start_time <= end && start <= self.end_time
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("traces must be appended in ascending trace id order: {next} after {previous}")]
+    Unsorted { previous: TraceId, next: TraceId },
+    #[error("a block needs at least one span")]
+    Empty,
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("block {block} has a bad {file}: {message}")]
+    Corrupt {
+        block: Uuid,
+        file: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct BlockOptions {
+    pub row_group_bytes: usize,
+    pub dedicated_columns: Vec<DedicatedColumn>,
+    pub compaction_level: u32,
+}
+
+impl BlockOptions {
+    pub fn from_config(config: &crate::config::BlockConfig) -> Self {
+        Self {
+            row_group_bytes: config.parquet_row_group_size_bytes.0 as usize,
+            dedicated_columns: config.parquet_dedicated_columns.clone(),
+            compaction_level: 0,
+        }
+    }
+}
+
+impl Default for BlockOptions {
+    fn default() -> Self {
+        Self::from_config(&crate::config::BlockConfig::default())
+    }
+}
+
+fn nanos_to_time(nanos: u64) -> DateTime<Utc> {
+    Utc.timestamp_nanos(nanos.min(i64::MAX as u64) as i64)
+}
+
+/// Counts what goes through to the object, so the writer knows the file and footer sizes.
+struct CountingWriter {
+    inner: BufWriter,
+    written: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl AsyncFileWriter for CountingWriter {
+    fn write(&mut self, bs: Bytes) -> BoxFuture<'_, parquet::errors::Result<()>> {
+        self.written
+            .fetch_add(bs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        AsyncFileWriter::write(&mut self.inner, bs)
+    }
+
+    fn complete(&mut self) -> BoxFuture<'_, parquet::errors::Result<()>> {
+        AsyncFileWriter::complete(&mut self.inner)
+    }
+}
+
+struct OpenRowGroup {
+    min_id: TraceId,
+    max_id: TraceId,
+    spans: u64,
+    traces: u64,
+    start: u64,
+    end: u64,
+}
+
+/// Streams whole traces, in ascending trace id order, into a new block.
+pub struct BlockWriter {
+    store: Arc<dyn ObjectStore>,
+    tenant: String,
+    block_id: Uuid,
+    options: BlockOptions,
+    builder: SpanBatchBuilder,
+    writer: AsyncArrowWriter<CountingWriter>,
+    written: Arc<std::sync::atomic::AtomicU64>,
+    trace_ids: Vec<TraceId>,
+    row_groups: Vec<RowGroupMeta>,
+    open: Option<OpenRowGroup>,
+    total_spans: u64,
+    start: u64,
+    end: u64,
+}
+
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(None)
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        // Unique per row: a dictionary only costs.
+        .set_column_dictionary_enabled(ColumnPath::from(schema::SPAN_ID), false)
+        .set_sorting_columns(Some(vec![
+            SortingColumn {
+                column_idx: 0,
+                descending: false,
+                nulls_first: false,
+            },
+            SortingColumn {
+                column_idx: 3,
+                descending: false,
+                nulls_first: false,
+            },
+        ]))
+        .set_created_by(format!("tracefusion {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+impl BlockWriter {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        tenant: &str,
+        options: BlockOptions,
+    ) -> Result<Self, BlockError> {
+        let block_id = Uuid::new_v4();
+        let builder = SpanBatchBuilder::new(&options.dedicated_columns);
+        let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sink = CountingWriter {
+            inner: BufWriter::new(store.clone(), block_object(tenant, block_id, DATA_FILE)),
+            written: written.clone(),
+        };
+        let writer =
+            AsyncArrowWriter::try_new(sink, builder.schema().clone(), Some(writer_properties()))?;
+        Ok(Self {
+            store,
+            tenant: tenant.to_string(),
+            block_id,
+            options,
+            builder,
+            writer,
+            written,
+            trace_ids: Vec::new(),
+            row_groups: Vec::new(),
+            open: None,
+            total_spans: 0,
+            start: u64::MAX,
+            end: 0,
+        })
+    }
+
+    pub fn block_id(&self) -> Uuid {
+        self.block_id
+    }
+
+    pub fn traces(&self) -> usize {
+        self.trace_ids.len()
+    }
+
+    /// Appends one trace: every span of `batches` must carry `trace_id`.
+    pub async fn append_trace(
+        &mut self,
+        trace_id: TraceId,
+        batches: &[ResourceSpans],
+    ) -> Result<(), BlockError> {
+        if let Some(&previous) = self.trace_ids.last()
+            && previous >= trace_id
+        {
+            return Err(BlockError::Unsorted {
+                previous,
+                next: trace_id,
+            });
+        }
+        let spans = trace_span_refs(batches);
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let summary = self.builder.append_trace(trace_id, &spans)?;
+        self.trace_ids.push(trace_id);
+        self.total_spans += spans.len() as u64;
+        self.start = self.start.min(summary.start_unix_nano);
+        self.end = self.end.max(summary.end_unix_nano);
+        let open = self.open.get_or_insert(OpenRowGroup {
+            min_id: trace_id,
+            max_id: trace_id,
+            spans: 0,
+            traces: 0,
+            start: u64::MAX,
+            end: 0,
+        });
+        open.max_id = trace_id;
+        open.spans += spans.len() as u64;
+        open.traces += 1;
+        open.start = open.start.min(summary.start_unix_nano);
+        open.end = open.end.max(summary.end_unix_nano);
+
+        if self.builder.len() >= BATCH_ROWS {
+            self.write_batch().await?;
+            // Only here, between traces, may a row group end.
+            if self.writer.in_progress_size() >= self.options.row_group_bytes {
+                self.close_row_group().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_batch(&mut self) -> Result<(), BlockError> {
+        if self.builder.is_empty() {
+            return Ok(());
+        }
+        let batch: RecordBatch = self.builder.finish()?;
+        self.writer.write(&batch).await?;
+        Ok(())
+    }
+
+    async fn close_row_group(&mut self) -> Result<(), BlockError> {
+        self.writer.flush().await?;
+        if let Some(open) = self.open.take() {
+            self.row_groups.push(RowGroupMeta {
+                min_id: open.min_id,
+                max_id: open.max_id,
+                spans: open.spans,
+                traces: open.traces,
+                start_time: nanos_to_time(open.start),
+                end_time: nanos_to_time(open.end),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the rest of the data, the sidecars and finally `meta.json`.
+    pub async fn finish(mut self) -> Result<BlockMeta, BlockError> {
+        if self.trace_ids.is_empty() {
+            return Err(BlockError::Empty);
+        }
+        self.write_batch().await?;
+        self.close_row_group().await?;
+        let data_bytes = self.written.load(std::sync::atomic::Ordering::Relaxed);
+        self.writer.close().await?;
+        let size = self.written.load(std::sync::atomic::Ordering::Relaxed);
+
+        let mut bloom = Sbbf::new_with_ndv_fpp(self.trace_ids.len() as u64, BLOOM_FPP)?;
+        for id in &self.trace_ids {
+            bloom.insert(&id.0[..]);
+        }
+        let mut bloom_bytes = Vec::new();
+        bloom.write(&mut bloom_bytes)?;
+        let bloom_size = bloom_bytes.len() as u64;
+        let object = |file| block_object(&self.tenant, self.block_id, file);
+        self.store
+            .put(&object(BLOOM_FILE), bloom_bytes.into())
+            .await?;
+
+        let catalog: TagCatalog = self.builder.take_catalog().finish();
+        let tags = serde_json::to_vec(&catalog).expect("catalog serializes");
+        self.store.put(&object(TAGS_FILE), tags.into()).await?;
+
+        let meta = BlockMeta {
+            format: FORMAT.to_string(),
+            block_id: self.block_id,
+            tenant_id: self.tenant.clone(),
+            start_time: nanos_to_time(self.start),
+            end_time: nanos_to_time(self.end),
+            total_spans: self.total_spans,
+            total_traces: self.trace_ids.len() as u64,
+            size,
+            footer_size: size - data_bytes,
+            min_id: self.trace_ids[0],
+            max_id: *self.trace_ids.last().expect("not empty"),
+            compaction_level: self.options.compaction_level,
+            row_groups: self.row_groups,
+            dedicated_columns: self.options.dedicated_columns,
+            bloom_size,
+            created_at: Utc::now(),
+        };
+        let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
+        self.store.put(&object(META_FILE), json.into()).await?;
+        Ok(meta)
+    }
+}
+
+/// Writes one block from traces already grouped by id (see [`super::split_by_trace`]).
+pub async fn write_block<'a>(
+    store: Arc<dyn ObjectStore>,
+    tenant: &str,
+    options: BlockOptions,
+    traces: impl IntoIterator<Item = (&'a TraceId, &'a Vec<ResourceSpans>)>,
+) -> Result<BlockMeta, BlockError> {
+    let mut writer = BlockWriter::new(store, tenant, options)?;
+    for (id, batches) in traces {
+        writer.append_trace(*id, batches).await?;
+    }
+    writer.finish().await
+}
+
+/// Reads a block's `meta.json`.
+pub async fn read_meta(
+    store: &dyn ObjectStore,
+    tenant: &str,
+    block: Uuid,
+) -> Result<BlockMeta, BlockError> {
+    let bytes = store
+        .get(&block_object(tenant, block, META_FILE))
+        .await?
+        .bytes()
+        .await?;
+    serde_json::from_slice(&bytes).map_err(|e| BlockError::Corrupt {
+        block,
+        file: META_FILE,
+        message: e.to_string(),
+    })
+}
+
+/// Reads a block's tag catalog.
+pub async fn read_catalog(
+    store: &dyn ObjectStore,
+    meta: &BlockMeta,
+) -> Result<TagCatalog, BlockError> {
+    let bytes = store.get(&meta.object(TAGS_FILE)).await?.bytes().await?;
+    serde_json::from_slice(&bytes).map_err(|e| BlockError::Corrupt {
+        block: meta.block_id,
+        file: TAGS_FILE,
+        message: e.to_string(),
+    })
+}
+
+/// Reads a block's trace-id bloom filter.
+pub async fn read_bloom(store: &dyn ObjectStore, meta: &BlockMeta) -> Result<Sbbf, BlockError> {
+    let bytes = store.get(&meta.object(BLOOM_FILE)).await?.bytes().await?;
+    Sbbf::from_bytes(&bytes).map_err(|e| BlockError::Corrupt {
+        block: meta.block_id,
+        file: BLOOM_FILE,
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,296 @@
+//! Trace by id from blocks. Pruning goes from cheap to dear: block metas (id range, time range),
+//! the block's trace-id bloom filter (one small cached object), the row-group id ranges in the
+//! meta, then the page index of the sorted `trace_id` column, so only the pages around the
+//! trace are fetched. Spans found in several blocks are combined, deduplicated by span id and
+//! kind.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector,
+};
+use parquet::bloom_filter::Sbbf;
+use parquet::file::metadata::PageIndexPolicy;
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use uuid::Uuid;
+
+use super::block::{BlockError, BlockMeta, DATA_FILE, read_bloom};
+use super::blocklist::Blocklist;
+use super::file_reader::BlockFileReader;
+use super::from_arrow::batches_to_otlp;
+use super::ids::TraceId;
+use super::schema;
+
+/// How far a lookup got at each pruning step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    pub blocks: usize,
+    pub blocks_in_range: usize,
+    pub blocks_past_bloom: usize,
+    pub row_groups_read: usize,
+    pub pages_read: usize,
+    pub blocks_with_trace: usize,
+}
+
+/// A trace as found: its spans in OTLP form (empty when not found) and what it took.
+#[derive(Debug, Clone, Default)]
+pub struct FoundTrace {
+    pub resource_spans: Vec<ResourceSpans>,
+    pub stats: LookupStats,
+}
+
+impl FoundTrace {
+    pub fn span_count(&self) -> usize {
+        self.resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum()
+    }
+}
+
+/// Reads traces from a tenant's blocks, caching blooms and Parquet metadata across lookups.
+pub struct TraceReader {
+    store: Arc<dyn ObjectStore>,
+    blocklist: Arc<Blocklist>,
+    blooms: moka::sync::Cache<Uuid, Arc<Sbbf>>,
+    footers: moka::sync::Cache<Uuid, ArrowReaderMetadata>,
+}
+
+/// Cached Parquet metadata (footer plus page index) across all blocks, by estimated bytes.
+const FOOTER_CACHE_BYTES: u64 = 256 << 20;
+const BLOOM_CACHE_BYTES: u64 = 64 << 20;
+/// Blocks read at once for one lookup.
+const BLOCK_CONCURRENCY: usize = 16;
+
+impl TraceReader {
+    pub fn new(store: Arc<dyn ObjectStore>, blocklist: Arc<Blocklist>) -> Self {
+        Self {
+            store,
+            blocklist,
+            blooms: moka::sync::Cache::builder()
+                .weigher(|_, bloom: &Arc<Sbbf>| (bloom.num_blocks() * 32) as u32)
+                .max_capacity(BLOOM_CACHE_BYTES)
+                .build(),
+            footers: moka::sync::Cache::builder()
+                .weigher(|_, meta: &ArrowReaderMetadata| {
+                    meta.metadata().memory_size().min(u32::MAX as usize) as u32
+                })
+                .max_capacity(FOOTER_CACHE_BYTES)
+                .build(),
+        }
+    }
+
+    pub fn blocklist(&self) -> &Arc<Blocklist> {
+        &self.blocklist
+    }
+
+    /// Finds every span of `id` in `tenant`'s blocks, optionally only in blocks overlapping a
+    /// time range.
+    pub async fn find_trace(
+        &self,
+        tenant: &str,
+        id: TraceId,
+        range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Result<FoundTrace, BlockError> {
+        let blocks = self.blocklist.blocks(tenant);
+        let mut stats = LookupStats {
+            blocks: blocks.len(),
+            ..LookupStats::default()
+        };
+        let candidates: Vec<Arc<BlockMeta>> = blocks
+            .iter()
+            .filter(|b| b.may_contain(&id))
+            .filter(|b| range.is_none_or(|(start, end)| b.overlaps(start, end)))
+            .cloned()
+            .collect();
+        stats.blocks_in_range = candidates.len();
+
+        let results: Vec<Option<(Vec<RecordBatch>, usize, usize)>> =
+            futures::stream::iter(candidates)
+                .map(|meta| async move {
+                    if !self.bloom(&meta).await?.check(&id.0[..]) {
+                        return Ok::<_, BlockError>(None);
+                    }
+                    let (batches, row_groups, pages) = self.read_trace_rows(&meta, id).await?;
+                    Ok(Some((batches, row_groups, pages)))
+                })
+                .buffer_unordered(BLOCK_CONCURRENCY)
+                .try_collect()
+                .await?;
+
+        let mut batches = Vec::new();
+        for (found, row_groups, pages) in results.into_iter().flatten() {
+            stats.blocks_past_bloom += 1;
+            stats.row_groups_read += row_groups;
+            stats.pages_read += pages;
+            if found.iter().any(|b| b.num_rows() > 0) {
+                stats.blocks_with_trace += 1;
+            }
+            batches.extend(found);
+        }
+        let batches = dedupe_spans(batches)?;
+        let resource_spans = batches_to_otlp(&batches).map_err(|e| BlockError::Corrupt {
+            block: Uuid::nil(),
+            file: DATA_FILE,
+            message: e.to_string(),
+        })?;
+        Ok(FoundTrace {
+            resource_spans,
+            stats,
+        })
+    }
+
+    async fn bloom(&self, meta: &BlockMeta) -> Result<Arc<Sbbf>, BlockError> {
+        if let Some(bloom) = self.blooms.get(&meta.block_id) {
+            return Ok(bloom);
+        }
+        let bloom = Arc::new(read_bloom(self.store.as_ref(), meta).await?);
+        self.blooms.insert(meta.block_id, bloom.clone());
+        Ok(bloom)
+    }
+
+    fn object_reader(&self, meta: &BlockMeta) -> BlockFileReader {
+        BlockFileReader::new(self.store.clone(), meta)
+    }
+
+    /// The block's Parquet footer and page index, read in one ranged GET the first time.
+    async fn footer(&self, meta: &BlockMeta) -> Result<ArrowReaderMetadata, BlockError> {
+        if let Some(footer) = self.footers.get(&meta.block_id) {
+            return Ok(footer);
+        }
+        let mut reader = self.object_reader(meta);
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let footer = ArrowReaderMetadata::load_async(&mut reader, options).await?;
+        self.footers.insert(meta.block_id, footer.clone());
+        Ok(footer)
+    }
+
+    /// The rows of trace `id` in one block: only the row groups whose id range holds it, and in
+    /// those only the pages of the sorted `trace_id` column whose min/max hold it.
+    async fn read_trace_rows(
+        &self,
+        meta: &BlockMeta,
+        id: TraceId,
+    ) -> Result<(Vec<RecordBatch>, usize, usize), BlockError> {
+        let row_groups: Vec<usize> = meta
+            .row_groups
+            .iter()
+            .enumerate()
+            .filter(|(_, rg)| rg.min_id <= id && id <= rg.max_id)
+            .map(|(i, _)| i)
+            .collect();
+        if row_groups.is_empty() {
+            return Ok((Vec::new(), 0, 0));
+        }
+        let footer = self.footer(meta).await?;
+        let (selection, pages) = page_selection(&footer, &row_groups, &id);
+        let builder =
+            ParquetRecordBatchStreamBuilder::new_with_metadata(self.object_reader(meta), footer)
+                .with_row_groups(row_groups.clone());
+        let builder = match selection {
+            Some(selection) => builder.with_row_selection(selection),
+            None => builder,
+        };
+        let stream = builder.build()?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        let mut matching = Vec::new();
+        for batch in batches {
+            let ids = batch
+                .column_by_name(schema::TRACE_ID)
+                .map(|c| c.as_fixed_size_binary())
+                .ok_or_else(|| BlockError::Corrupt {
+                    block: meta.block_id,
+                    file: DATA_FILE,
+                    message: "no trace_id column".into(),
+                })?;
+            let mask: BooleanArray = (0..ids.len())
+                .map(|i| Some(ids.value(i) == id.as_bytes()))
+                .collect();
+            let filtered = filter_record_batch(&batch, &mask)?;
+            if filtered.num_rows() > 0 {
+                matching.push(filtered);
+            }
+        }
+        Ok((matching, row_groups.len(), pages))
+    }
+}
+
+/// A row selection over the chosen row groups that keeps only pages of `trace_id` whose
+/// min/max can hold `id`, and how many pages that is. `None` when the file has no page index.
+fn page_selection(
+    footer: &ArrowReaderMetadata,
+    row_groups: &[usize],
+    id: &TraceId,
+) -> (Option<RowSelection>, usize) {
+    let metadata = footer.metadata();
+    let (Some(column_index), Some(offset_index)) =
+        (metadata.column_index(), metadata.offset_index())
+    else {
+        return (None, 0);
+    };
+    let mut selectors = Vec::new();
+    let mut pages_read = 0;
+    for &rg in row_groups {
+        let rows = metadata.row_group(rg).num_rows() as usize;
+        let ColumnIndexMetaData::FIXED_LEN_BYTE_ARRAY(index) = &column_index[rg][0] else {
+            return (None, 0);
+        };
+        let locations = offset_index[rg][0].page_locations();
+        for (page, location) in locations.iter().enumerate() {
+            let first = location.first_row_index as usize;
+            let end = locations
+                .get(page + 1)
+                .map(|next| next.first_row_index as usize)
+                .unwrap_or(rows);
+            let holds = match (index.min_value(page), index.max_value(page)) {
+                (Some(min), Some(max)) => min <= &id.0[..] && &id.0[..] <= max,
+                _ => true,
+            };
+            if holds {
+                pages_read += 1;
+                selectors.push(RowSelector::select(end - first));
+            } else {
+                selectors.push(RowSelector::skip(end - first));
+            }
+        }
+    }
+    (Some(RowSelection::from(selectors)), pages_read)
+}
+
+/// Drops rows whose (span id, kind) was already seen: the same span written to several blocks
+/// (replays, retries) is returned once.
+fn dedupe_spans(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, BlockError> {
+    let mut seen: HashSet<([u8; 8], String)> = HashSet::new();
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let (Some(span_ids), Some(kinds)) = (
+            batch.column_by_name(schema::SPAN_ID),
+            batch.column_by_name(schema::KIND),
+        ) else {
+            continue;
+        };
+        let span_ids = span_ids.as_fixed_size_binary();
+        let kinds = kinds.as_string::<i32>();
+        let mask: BooleanArray = (0..batch.num_rows())
+            .map(|i| {
+                let id: [u8; 8] = span_ids.value(i).try_into().unwrap_or_default();
+                Some(seen.insert((id, kinds.value(i).to_string())))
+            })
+            .collect();
+        if mask.true_count() == batch.num_rows() {
+            out.push(batch);
+        } else {
+            out.push(filter_record_batch(&batch, &mask)?);
+        }
+    }
+    Ok(out)
+}
