@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod file_reader;
 pub mod from_arrow;
 pub mod ids;
+pub mod inspect;
 pub mod lookup;
 pub mod schema;
 pub mod to_arrow;

@@ -730,3 +730,30 @@ impl Iterator for Generator {
 fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
     &items[rng.random_range(0..items.len())]
 }
+
+/// Writes `traces` generated traces into blocks of `traces_per_block`, calling `progress` with
+/// each block's meta as it is committed.
+pub async fn write_blocks(
+    generator: &mut Generator,
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    tenant: &str,
+    options: &crate::storage::BlockOptions,
+    traces: usize,
+    traces_per_block: usize,
+    mut progress: impl FnMut(&crate::storage::BlockMeta),
+) -> Result<Vec<crate::storage::BlockMeta>, crate::storage::block::BlockError> {
+    let mut metas = Vec::new();
+    let mut remaining = traces;
+    while remaining > 0 {
+        let count = remaining.min(traces_per_block.max(1));
+        remaining -= count;
+        let batch: Vec<ResourceSpans> = generator.by_ref().take(count).flatten().collect();
+        let (grouped, _) = crate::storage::split_by_trace(batch);
+        let meta =
+            crate::storage::write_block(store.clone(), tenant, options.clone(), grouped.iter())
+                .await?;
+        progress(&meta);
+        metas.push(meta);
+    }
+    Ok(metas)
+}

@@ -1,5 +1,7 @@
 //! The `tracefusion` command line. Each subcommand parses its arguments and calls the library.
 
+mod blocks;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -72,6 +74,31 @@ pub enum Command {
         #[arg(long)]
         reference: bool,
     },
+    /// Inspect the blocks of a configured store: list, inspect one, find a trace.
+    #[command(
+        long_about = "Tools over the blocks of the configured store (storage.trace in \
+        --config; the local ./tracefusion-data by default).\n\n\
+        Examples:\n  tracefusion blocks list\n  tracefusion blocks inspect 0b6c…\n  \
+        tracefusion blocks --config tempo.yaml trace 4bf92f3577b34da6a3ce929d0e0e4736"
+    )]
+    Blocks {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Tenant whose blocks to read.
+        #[arg(long, default_value = "single-tenant", global = true)]
+        tenant: String,
+        #[command(subcommand)]
+        command: blocks::BlocksCommand,
+    },
+    /// Generate deterministic synthetic traces as OTLP files or blocks.
+    #[command(
+        long_about = "Generate synthetic traces from a seeded microservice topology \
+        (3–60 spans per trace, attributes of every type, errors, events, links). The same seed \
+        always gives the same traces.\n\n\
+        Examples:\n  tracefusion generate --traces 100000            # blocks in the configured store\n  \
+        tracefusion generate --traces 1000 --out traces.jsonl --format json"
+    )]
+    Generate(blocks::GenerateArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -103,6 +130,12 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Parse { query, file, json } => parse(query, file, json),
+        Command::Blocks {
+            config,
+            tenant,
+            command,
+        } => blocks::blocks(&config, &tenant, command),
+        Command::Generate(args) => blocks::generate(args),
         Command::Config { config, reference } => {
             if reference {
                 print!("{}", reference_markdown());
