@@ -15,7 +15,7 @@ use object_store::path::Path;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::arrow::async_writer::AsyncFileWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::bloom_filter::Sbbf;
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -40,7 +40,7 @@ pub const BLOOM_FPP: f64 = 0.01;
 /// Rows per record batch handed to the Parquet writer.
 const BATCH_ROWS: usize = 4096;
 /// Rows per data page at most: small enough that trace by id reads little around its trace.
-const PAGE_ROWS: usize = 8192;
+const PAGE_ROWS: usize = 1024;
 
 /// Where a tenant's blocks live.
 pub fn tenant_blocks_prefix(tenant: &str) -> Path {
@@ -204,8 +204,11 @@ pub struct BlockWriter {
     end: u64,
 }
 
-pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+/// Parquet settings of a block with this schema. Scalar columns keep page statistics (the page
+/// index prunes by them); nested attribute, event and link columns keep only chunk statistics,
+/// since min/max over map keys or list items prune nothing and cost bytes in every page.
+pub fn writer_properties(schema: &arrow::datatypes::Schema) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
         ))
@@ -214,6 +217,17 @@ pub fn writer_properties() -> WriterProperties {
         .set_data_page_row_count_limit(PAGE_ROWS)
         // Unique per row: a dictionary only costs.
         .set_column_dictionary_enabled(ColumnPath::from(schema::SPAN_ID), false)
+        // Spans of a trace are sorted by start: small deltas.
+        .set_column_dictionary_enabled(ColumnPath::from(schema::START_TIME), false)
+        .set_column_encoding(
+            ColumnPath::from(schema::START_TIME),
+            Encoding::DELTA_BINARY_PACKED,
+        )
+        .set_column_dictionary_enabled(ColumnPath::from(schema::DURATION_NS), false)
+        .set_column_encoding(
+            ColumnPath::from(schema::DURATION_NS),
+            Encoding::DELTA_BINARY_PACKED,
+        )
         .set_sorting_columns(Some(vec![
             SortingColumn {
                 column_idx: 0,
@@ -226,8 +240,16 @@ pub fn writer_properties() -> WriterProperties {
                 nulls_first: false,
             },
         ]))
-        .set_created_by(format!("tracefusion {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_created_by(format!("tracefusion {}", env!("CARGO_PKG_VERSION")));
+    if let Ok(descriptor) = parquet::arrow::ArrowSchemaConverter::new().convert(schema) {
+        for column in descriptor.columns() {
+            if column.path().parts().len() > 1 {
+                builder = builder
+                    .set_column_statistics_enabled(column.path().clone(), EnabledStatistics::Chunk);
+            }
+        }
+    }
+    builder.build()
 }
 
 impl BlockWriter {
@@ -243,8 +265,11 @@ impl BlockWriter {
             inner: BufWriter::new(store.clone(), block_object(tenant, block_id, DATA_FILE)),
             written: written.clone(),
         };
-        let writer =
-            AsyncArrowWriter::try_new(sink, builder.schema().clone(), Some(writer_properties()))?;
+        let writer = AsyncArrowWriter::try_new(
+            sink,
+            builder.schema().clone(),
+            Some(writer_properties(builder.schema())),
+        )?;
         Ok(Self {
             store,
             tenant: tenant.to_string(),

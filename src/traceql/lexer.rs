@@ -591,16 +591,28 @@ fn parse_duration_checked(text: &str) -> Option<Result<i64, String>> {
             .filter(|(u, _)| rest.starts_with(u))
             .max_by_key(|(u, _)| u.len())?;
         rest = &rest[unit.len()..];
+        let out_of_range = || Some(Err(format!("duration {text} is out of range")));
         let value = if number.contains('.') {
             let v: f64 = number.parse().ok()?;
-            (v * size).round() as i128
+            let nanos = (v * size).round();
+            if !nanos.is_finite() || nanos > i64::MAX as f64 {
+                return out_of_range();
+            }
+            nanos as i128
         } else {
-            let v: i128 = number.parse().ok()?;
-            v.checked_mul(*size as i128)?
+            // All digits: a parse failure can only be overflow.
+            match number
+                .parse::<i128>()
+                .ok()
+                .and_then(|v| v.checked_mul(*size as i128))
+            {
+                Some(v) => v,
+                None => return out_of_range(),
+            }
         };
         total += value;
         if total > i64::MAX as i128 {
-            return Some(Err(format!("duration {text} is out of range")));
+            return out_of_range();
         }
     }
     Some(Ok(total as i64))
