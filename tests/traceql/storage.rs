@@ -660,3 +660,75 @@ fn block_tools_on_the_command_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 }
+
+/// Configured dedicated columns receive their attribute when name, scope and type match; a
+/// value of another type stays in the generic maps; either way the trace reads back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedicated_columns_take_matching_attributes() {
+    use arrow::array::Array;
+    use tracefusion::config::{DedicatedColumn, DedicatedScope, DedicatedType};
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(dir.path());
+    let traces = generate(17, 300);
+    let options = BlockOptions {
+        dedicated_columns: vec![
+            DedicatedColumn::new(
+                DedicatedScope::Resource,
+                "cloud.region",
+                DedicatedType::String,
+            ),
+            DedicatedColumn::new(
+                DedicatedScope::Span,
+                "http.response.status_code",
+                DedicatedType::Int,
+            ),
+            // A double attribute: never a string, so this column stays empty.
+            DedicatedColumn::new(
+                DedicatedScope::Span,
+                "app.load.factor",
+                DedicatedType::String,
+            ),
+        ],
+        ..BlockOptions::default()
+    };
+    let meta = write_blocks(store.clone(), &traces, 1, &options)
+        .await
+        .remove(0);
+    assert_eq!(meta.dedicated_columns, options.dedicated_columns);
+
+    let reader = BlockFileReader::new(store.clone(), &meta);
+    let batches: Vec<_> = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .unwrap()
+        .build()
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let non_null = |name: &str| -> usize {
+        batches
+            .iter()
+            .map(|b| {
+                let c = b
+                    .column_by_name(name)
+                    .unwrap_or_else(|| panic!("no column {name}"));
+                c.len() - c.null_count()
+            })
+            .sum()
+    };
+    assert_eq!(non_null("resource.cloud.region"), rows);
+    let status_rows = non_null("span.http.response.status_code");
+    assert!(
+        status_rows > rows / 3 && status_rows < rows,
+        "{status_rows} of {rows}"
+    );
+    assert_eq!(non_null("span.app.load.factor"), 0);
+    // The default dedicated columns are not in this block's schema.
+    assert!(batches[0].column_by_name("resource.k8s.pod.name").is_none());
+
+    let scanned = scan_block(store.clone(), &meta).await;
+    for (id, written) in &traces {
+        assert_eq!(canonical(&scanned[id]), canonical(written));
+    }
+}
