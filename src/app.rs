@@ -9,7 +9,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::api::http::{self, ApiState, Readiness};
+use crate::api::traces::TraceSources;
 use crate::config::Config;
+use crate::ingest::distributor::Distributor;
+use crate::ingest::ingester::{Ingester, IngesterOptions};
+use crate::ingest::otlp_http;
+use crate::ingest::wal::SyncPolicy;
+use crate::storage::{BlockOptions, Blocklist, TraceReader, open_store};
 
 /// Runs the server until `shutdown` completes, then lets in-flight requests finish for at most
 /// `server.graceful_shutdown_timeout` before returning.
@@ -29,9 +35,70 @@ pub async fn serve(
     })?;
     let local_addr = listener.local_addr()?;
 
-    let router = http::router(ApiState {
-        readiness: readiness.clone(),
-    });
+    // Storage and the blocklist, then the ingester (which replays its WAL).
+    let trace_config = &config.storage.trace;
+    let store = open_store(trace_config).context("cannot open the block store (storage.trace)")?;
+    let blocklist = Arc::new(Blocklist::new(store.clone()));
+    if let Err(error) = blocklist.poll().await {
+        tracing::warn!(%error, "cannot list blocks yet; will retry every storage.trace.blocklist_poll");
+    }
+    let poller = blocklist
+        .clone()
+        .spawn_poller(trace_config.blocklist_poll.0);
+    let ingester_config = &config.ingester;
+    let ingester = Ingester::open(
+        IngesterOptions {
+            trace_idle_period: ingester_config.trace_idle_period.0,
+            max_block_duration: ingester_config.max_block_duration.0,
+            max_block_bytes: ingester_config.max_block_bytes.0,
+            max_memory_bytes: ingester_config.max_block_bytes.0.saturating_mul(2) + (256 << 20),
+            block: BlockOptions::from_config(&trace_config.block),
+        },
+        &trace_config.wal.path,
+        SyncPolicy::Always,
+        store.clone(),
+        blocklist.clone(),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the write-ahead log in {}",
+            trace_config.wal.path.display()
+        )
+    })?;
+    let cutter = ingester.clone().spawn();
+    let distributor = Arc::new(Distributor::new(
+        ingester.clone(),
+        config.multitenancy_enabled,
+    ));
+
+    let otlp_http_server = match config
+        .distributor
+        .receivers
+        .otlp
+        .as_ref()
+        .and_then(|otlp| otlp.protocols.http.as_ref())
+    {
+        Some(protocol) => {
+            let address = protocol.endpoint.to_string();
+            let listener = TcpListener::bind(&address).await.with_context(|| {
+                format!("cannot listen on {address} (distributor.receivers.otlp.protocols.http.endpoint)")
+            })?;
+            tracing::info!(otlp_http = %listener.local_addr()?, "OTLP/HTTP receiver listening");
+            Some((listener, otlp_http::router(distributor.clone())))
+        }
+        None => None,
+    };
+
+    let router = http::router(
+        ApiState {
+            readiness: readiness.clone(),
+        },
+        TraceSources {
+            blocks: Arc::new(TraceReader::new(store.clone(), blocklist.clone())),
+            ingester: Some(ingester.clone()),
+            multitenancy: config.multitenancy_enabled,
+        },
+    );
     let stopping = Arc::new(Notify::new());
     let on_signal = {
         let readiness = readiness.clone();
@@ -43,7 +110,25 @@ pub async fn serve(
             stopping.notify_one();
         }
     };
+    let (receivers_stop, _) = tokio::sync::broadcast::channel::<()>(1);
+    let on_signal = {
+        let receivers_stop = receivers_stop.clone();
+        async move {
+            on_signal.await;
+            let _ = receivers_stop.send(());
+        }
+    };
     let server = axum::serve(listener, router).with_graceful_shutdown(on_signal);
+    let receivers = otlp_http_server.map(|(listener, router)| {
+        let mut stop = receivers_stop.subscribe();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.recv().await;
+                })
+                .await
+        })
+    });
 
     readiness.set_ready();
     tracing::info!(http = %local_addr, version = env!("CARGO_PKG_VERSION"), "tracefusion is ready");
@@ -59,6 +144,18 @@ pub async fn serve(
             timeout = ?grace,
             "in-flight requests did not finish within server.graceful_shutdown_timeout; stopping anyway"
         ),
+    }
+    // Receivers have stopped taking requests: write everything held as blocks.
+    if let Some(receivers) = receivers {
+        let _ = tokio::time::timeout(grace, receivers).await;
+    }
+    cutter.abort();
+    poller.abort();
+    match ingester.tick(true).await {
+        Ok(blocks) => tracing::info!(blocks, "flushed live traces"),
+        Err(error) => {
+            tracing::error!(%error, "flushing at shutdown failed; the WAL keeps the data for the next start")
+        }
     }
     tracing::info!("stopped");
     Ok(())

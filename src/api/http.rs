@@ -38,12 +38,17 @@ pub struct ApiState {
     pub readiness: Arc<Readiness>,
 }
 
-pub fn router(state: ApiState) -> Router {
+pub fn router(state: ApiState, traces: super::traces::TraceSources) -> Router {
+    let trace_routes = Router::new()
+        .route("/api/traces/{id}", get(super::traces::trace_v1))
+        .route("/api/v2/traces/{id}", get(super::traces::trace_v2))
+        .with_state(traces);
     Router::new()
         .route("/ready", get(ready))
         .route("/api/echo", get(echo))
         .route("/api/status/buildinfo", get(buildinfo))
         .with_state(state)
+        .merge(trace_routes)
 }
 
 async fn ready(State(state): State<ApiState>) -> Response {

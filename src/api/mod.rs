@@ -3,3 +3,5 @@
 //! query, storage or ingest logic.
 
 pub mod http;
+pub mod otlp_json;
+pub mod traces;

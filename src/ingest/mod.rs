@@ -1,2 +1,7 @@
 //! Write path: receivers (OTLP, Jaeger, Zipkin) → distributor (validation, tenants, limits) →
 //! ingester (WAL, live traces, head block, block cutting). Hands finished blocks to `storage`.
+
+pub mod distributor;
+pub mod ingester;
+pub mod otlp_http;
+pub mod wal;

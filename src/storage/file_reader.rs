@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -21,6 +22,8 @@ pub struct BlockFileReader {
     path: Path,
     size: u64,
     footer_size: u64,
+    /// Bytes fetched through this reader.
+    fetched: Arc<AtomicU64>,
 }
 
 impl BlockFileReader {
@@ -30,7 +33,14 @@ impl BlockFileReader {
             path: meta.object(DATA_FILE),
             size: meta.size,
             footer_size: meta.footer_size,
+            fetched: Arc::default(),
         }
+    }
+
+    /// Counts fetched bytes into `counter` (shared by the readers of one query).
+    pub fn with_counter(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.fetched = counter;
+        self
     }
 }
 
@@ -50,6 +60,8 @@ impl AsyncFileReader for BlockFileReader {
     }
 
     fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, Result<Vec<Bytes>>> {
+        let bytes: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+        self.fetched.fetch_add(bytes, Ordering::Relaxed);
         async move {
             self.store
                 .get_ranges(&self.path, &ranges)

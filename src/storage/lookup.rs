@@ -45,6 +45,8 @@ pub struct LookupStats {
 pub struct FoundTrace {
     pub resource_spans: Vec<ResourceSpans>,
     pub stats: LookupStats,
+    /// Bytes read from the store for this lookup (cached footers and blooms excluded).
+    pub inspected_bytes: u64,
 }
 
 impl FoundTrace {
@@ -114,13 +116,16 @@ impl TraceReader {
             .collect();
         stats.blocks_in_range = candidates.len();
 
+        let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let fetched_ref = &fetched;
         let results: Vec<Option<(Vec<RecordBatch>, usize, usize)>> =
             futures::stream::iter(candidates)
                 .map(|meta| async move {
                     if !self.bloom(&meta).await?.check(&id.0[..]) {
                         return Ok::<_, BlockError>(None);
                     }
-                    let (batches, row_groups, pages) = self.read_trace_rows(&meta, id).await?;
+                    let (batches, row_groups, pages) =
+                        self.read_trace_rows(&meta, id, fetched_ref.clone()).await?;
                     Ok(Some((batches, row_groups, pages)))
                 })
                 .buffer_unordered(BLOCK_CONCURRENCY)
@@ -146,6 +151,7 @@ impl TraceReader {
         Ok(FoundTrace {
             resource_spans,
             stats,
+            inspected_bytes: fetched.load(std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -180,6 +186,7 @@ impl TraceReader {
         &self,
         meta: &BlockMeta,
         id: TraceId,
+        fetched: Arc<std::sync::atomic::AtomicU64>,
     ) -> Result<(Vec<RecordBatch>, usize, usize), BlockError> {
         let row_groups: Vec<usize> = meta
             .row_groups
@@ -193,9 +200,11 @@ impl TraceReader {
         }
         let footer = self.footer(meta).await?;
         let (selection, pages) = page_selection(&footer, &row_groups, &id);
-        let builder =
-            ParquetRecordBatchStreamBuilder::new_with_metadata(self.object_reader(meta), footer)
-                .with_row_groups(row_groups.clone());
+        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+            self.object_reader(meta).with_counter(fetched),
+            footer,
+        )
+        .with_row_groups(row_groups.clone());
         let builder = match selection {
             Some(selection) => builder.with_row_selection(selection),
             None => builder,

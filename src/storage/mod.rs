@@ -6,6 +6,7 @@ pub mod backend;
 pub mod block;
 pub mod blocklist;
 pub mod catalog;
+pub mod combine;
 pub mod file_reader;
 pub mod from_arrow;
 pub mod ids;

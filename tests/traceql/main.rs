@@ -4,6 +4,7 @@
 mod config;
 mod conformance;
 mod corpus;
+mod ingest;
 mod parse;
 mod serve;
 mod storage;

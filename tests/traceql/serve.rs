@@ -9,11 +9,13 @@ use crate::support::{ChildGuard, binary, free_port, wait_ready};
 const STARTUP: Duration = Duration::from_secs(30);
 const SHUTDOWN: Duration = Duration::from_secs(5);
 
-fn write_config(dir: &std::path::Path, port: u16, extra: &str) -> std::path::PathBuf {
+pub fn write_config(dir: &std::path::Path, port: u16, extra: &str) -> std::path::PathBuf {
     let path = dir.join("tracefusion.yaml");
     let text = format!(
         "server:\n  http_listen_address: 127.0.0.1\n  http_listen_port: {port}\n  log_format: json\n\
+         distributor:\n  receivers:\n    otlp:\n      protocols:\n        http:\n          endpoint: 127.0.0.1:{otlp}\n\
          storage:\n  trace:\n    local:\n      path: {blocks}\n    wal:\n      path: {wal}\n{extra}",
+        otlp = port + 1,
         blocks = dir.join("blocks").display(),
         wal = dir.join("wal").display(),
     );

@@ -22,10 +22,10 @@ use tracefusion::synth::{Generator, GeneratorConfig};
 
 use crate::support::{ChildGuard, free_port};
 
-type Traces = BTreeMap<TraceId, Vec<ResourceSpans>>;
+pub(crate) type Traces = BTreeMap<TraceId, Vec<ResourceSpans>>;
 
 /// `count` generated traces grouped by id.
-fn generate(seed: u64, count: usize) -> Traces {
+pub(crate) fn generate(seed: u64, count: usize) -> Traces {
     let generator = Generator::new(GeneratorConfig {
         seed,
         ..GeneratorConfig::default()
@@ -45,7 +45,7 @@ fn sorted_attrs(attrs: &[KeyValue]) -> Vec<String> {
 /// Every span of a trace as one line with its resource and scope, attributes in key order
 /// (OTLP attribute order carries no meaning), lines sorted. Two traces are the same trace
 /// exactly when these are equal.
-fn canonical(batches: &[ResourceSpans]) -> Vec<String> {
+pub(crate) fn canonical(batches: &[ResourceSpans]) -> Vec<String> {
     let mut lines = Vec::new();
     for rs in batches {
         let resource = rs.resource.clone().unwrap_or_default();

@@ -1,0 +1,196 @@
+//! Trace by id: `GET /api/traces/{id}` (v1: the trace, `batches` in JSON) and
+//! `GET /api/v2/traces/{id}` (v2: `{trace, metrics}`), from live data and blocks together.
+//! `Accept: application/protobuf` gets Tempo's protobuf messages, anything else JSON.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, TimeZone, Utc};
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use prost::Message;
+
+use super::otlp_json;
+use crate::ingest::ingester::Ingester;
+use crate::storage::combine::combine;
+use crate::storage::{TraceId, TraceReader};
+
+/// What trace by id reads: blocks, and (in a process that ingests) live data.
+#[derive(Clone)]
+pub struct TraceSources {
+    pub blocks: Arc<TraceReader>,
+    pub ingester: Option<Arc<Ingester>>,
+    pub multitenancy: bool,
+}
+
+/// `tempopb.Trace`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TempoTrace {
+    #[prost(message, repeated, tag = "1")]
+    pub resource_spans: Vec<ResourceSpans>,
+}
+
+/// `tempopb.TraceByIDMetrics`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TraceByIdMetrics {
+    #[prost(uint64, tag = "1")]
+    pub inspected_bytes: u64,
+}
+
+/// `tempopb.TraceByIDResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TraceByIdResponse {
+    #[prost(message, optional, tag = "1")]
+    pub trace: Option<TempoTrace>,
+    #[prost(message, optional, tag = "2")]
+    pub metrics: Option<TraceByIdMetrics>,
+    /// 0 complete, 1 partial.
+    #[prost(int32, tag = "3")]
+    pub status: i32,
+    #[prost(string, tag = "4")]
+    pub message: String,
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, message).into_response()
+}
+
+fn wants_protobuf(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/protobuf"))
+}
+
+/// `start`/`end` in Unix seconds, both or neither.
+fn time_range(
+    params: &HashMap<String, String>,
+) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, String> {
+    let parse = |name: &str| -> Result<Option<DateTime<Utc>>, String> {
+        match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .and_then(|s| Utc.timestamp_opt(s, 0).single())
+                .map(Some)
+                .ok_or_else(|| format!("invalid {name} {v:?}: expected Unix seconds")),
+        }
+    };
+    match (parse("start")?, parse("end")?) {
+        (Some(start), Some(end)) if end <= start => Err(format!(
+            "invalid time range: end ({end}) must be after start ({start})"
+        )),
+        (Some(start), Some(end)) => Ok(Some((start, end))),
+        (None, None) => Ok(None),
+        _ => Err("give both start and end, or neither".into()),
+    }
+}
+
+async fn find(
+    sources: &TraceSources,
+    headers: &HeaderMap,
+    id: &str,
+    params: &HashMap<String, String>,
+) -> Result<(Vec<ResourceSpans>, u64), Response> {
+    let id: TraceId = id
+        .parse()
+        .map_err(|e| bad_request(format!("invalid trace id: {e}")))?;
+    let range = time_range(params).map_err(bad_request)?;
+    let tenant = if sources.multitenancy {
+        headers
+            .get("x-scope-orgid")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| (StatusCode::UNAUTHORIZED, "no org id").into_response())?
+    } else {
+        crate::ingest::distributor::SINGLE_TENANT.to_string()
+    };
+    let mut parts = sources
+        .ingester
+        .as_ref()
+        .map(|i| i.find_trace(&tenant, &id))
+        .unwrap_or_default();
+    let found = sources
+        .blocks
+        .find_trace(&tenant, id, range)
+        .await
+        .map_err(|e| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading blocks failed: {e}"),
+            )
+                .into_response()
+        })?;
+    let inspected = found.inspected_bytes;
+    parts.push(found.resource_spans);
+    Ok((combine(parts), inspected))
+}
+
+pub async fn trace_v1(
+    State(sources): State<TraceSources>,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let (trace, _) = match find(&sources, &headers, &id, &params).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if trace.is_empty() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    if wants_protobuf(&headers) {
+        let body = TempoTrace {
+            resource_spans: trace,
+        }
+        .encode_to_vec();
+        return ([(header::CONTENT_TYPE, "application/protobuf")], body).into_response();
+    }
+    let body = serde_json::json!({"batches": otlp_json::resource_spans(&trace)});
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+pub async fn trace_v2(
+    State(sources): State<TraceSources>,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let (trace, inspected) = match find(&sources, &headers, &id, &params).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if trace.is_empty() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    if wants_protobuf(&headers) {
+        let body = TraceByIdResponse {
+            trace: Some(TempoTrace {
+                resource_spans: trace,
+            }),
+            metrics: Some(TraceByIdMetrics {
+                inspected_bytes: inspected,
+            }),
+            status: 0,
+            message: String::new(),
+        }
+        .encode_to_vec();
+        return ([(header::CONTENT_TYPE, "application/protobuf")], body).into_response();
+    }
+    let body = serde_json::json!({
+        "trace": {"resourceSpans": otlp_json::resource_spans(&trace)},
+        "metrics": {"inspectedBytes": inspected.to_string()},
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}

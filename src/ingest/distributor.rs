@@ -1,0 +1,125 @@
+//! The distributor: resolves the tenant, validates spans (refusing bad ones with a reason
+//! rather than failing the whole request), normalizes ids, and hands traces to the ingester.
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+use super::ingester::{Ingester, PushError};
+use crate::storage::{TraceId, split_by_trace};
+
+/// The tenant of every request when multitenancy is off.
+pub const SINGLE_TENANT: &str = "single-tenant";
+const MAX_TENANT_LENGTH: usize = 150;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DistributorError {
+    #[error("no tenant: multitenancy is enabled and the request has no X-Scope-OrgID")]
+    MissingTenant,
+    #[error(
+        "invalid tenant id {0:?}: use at most 150 of the characters a-z A-Z 0-9 ! - _ . * ' ( )"
+    )]
+    InvalidTenant(String),
+    #[error(transparent)]
+    Ingester(#[from] PushError),
+}
+
+/// What happened to the spans of one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushOutcome {
+    pub accepted_spans: usize,
+    pub rejected_spans: usize,
+    /// Why spans were refused, one entry per reason with its count.
+    pub reasons: Vec<String>,
+}
+
+pub struct Distributor {
+    ingester: Arc<Ingester>,
+    multitenancy: bool,
+}
+
+impl Distributor {
+    pub fn new(ingester: Arc<Ingester>, multitenancy: bool) -> Self {
+        Self {
+            ingester,
+            multitenancy,
+        }
+    }
+
+    /// The tenant of a request from its `X-Scope-OrgID` (or gRPC metadata) value. Tenant ids
+    /// become path segments, so only characters that cannot escape a path are accepted.
+    pub fn tenant(&self, org_id: Option<&str>) -> Result<String, DistributorError> {
+        if !self.multitenancy {
+            return Ok(SINGLE_TENANT.to_string());
+        }
+        let tenant = org_id
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(DistributorError::MissingTenant)?;
+        let valid = tenant.len() <= MAX_TENANT_LENGTH
+            && tenant != "."
+            && tenant != ".."
+            && tenant
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!-_.*'()".contains(c));
+        if valid {
+            Ok(tenant.to_string())
+        } else {
+            Err(DistributorError::InvalidTenant(tenant.to_string()))
+        }
+    }
+
+    /// Validates and stores a request's spans. Invalid spans are refused with a reason; the
+    /// others are durable when this returns `Ok`.
+    pub async fn push(
+        &self,
+        tenant: &str,
+        mut request: ExportTraceServiceRequest,
+    ) -> Result<PushOutcome, DistributorError> {
+        let mut outcome = PushOutcome::default();
+        let mut bad_trace_id = 0;
+        let mut bad_span_id = 0;
+        for rs in &mut request.resource_spans {
+            for ss in &mut rs.scope_spans {
+                ss.spans.retain_mut(|span| {
+                    if span.trace_id.len() > 16 {
+                        bad_trace_id += 1;
+                        return false;
+                    }
+                    let Some(id) = TraceId::from_bytes(&span.trace_id) else {
+                        bad_trace_id += 1;
+                        return false;
+                    };
+                    if span.span_id.len() != 8 || span.span_id.iter().all(|&b| b == 0) {
+                        bad_span_id += 1;
+                        return false;
+                    }
+                    // Short ids are stored left-padded, as Tempo does.
+                    span.trace_id = id.as_bytes().to_vec();
+                    true
+                });
+                outcome.accepted_spans += ss.spans.len();
+            }
+        }
+        if bad_trace_id > 0 {
+            outcome.reasons.push(format!(
+                "{bad_trace_id} spans with an invalid trace id (must be 1 to 16 bytes, not all zero)"
+            ));
+        }
+        if bad_span_id > 0 {
+            outcome.reasons.push(format!(
+                "{bad_span_id} spans with an invalid span id (must be 8 bytes, not all zero)"
+            ));
+        }
+        outcome.rejected_spans = bad_trace_id + bad_span_id;
+        let (traces, _) = split_by_trace(request.resource_spans);
+        if !traces.is_empty() {
+            self.ingester.push(tenant, traces).await?;
+        }
+        Ok(outcome)
+    }
+
+    pub fn ingester(&self) -> &Arc<Ingester> {
+        &self.ingester
+    }
+}

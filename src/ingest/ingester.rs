@@ -1,0 +1,324 @@
+//! The ingester: spans are logged to the WAL, then held per trace in memory ("live"). A trace
+//! with no new span for `trace_idle_period` moves to the tenant's head block; the head block
+//! is cut by age or size and written as a block. Live, head and in-flight blocks stay readable
+//! until the block is in the blocklist. On start the WAL is replayed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use object_store::ObjectStore;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use prost::Message;
+
+use super::wal::{SyncPolicy, Wal, WalError};
+use crate::storage::block::BlockError;
+use crate::storage::{BlockOptions, Blocklist, TraceId, split_by_trace, write_block};
+
+/// Traces of one tenant grouped by id.
+pub type Traces = BTreeMap<TraceId, Vec<ResourceSpans>>;
+
+#[derive(Debug, Clone)]
+pub struct IngesterOptions {
+    pub trace_idle_period: Duration,
+    pub max_block_duration: Duration,
+    pub max_block_bytes: u64,
+    /// Live, head and flushing data beyond this refuses new pushes until flushing catches up.
+    pub max_memory_bytes: u64,
+    pub block: BlockOptions,
+}
+
+/// Why cutting blocks failed; the data stays in memory and in the WAL.
+#[derive(Debug, thiserror::Error)]
+pub enum CutError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    Block(#[from] BlockError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(
+        "ingester is over its memory limit ({held} bytes held) while blocks are being written; retry later"
+    )]
+    Overloaded { held: u64 },
+    #[error("{0}")]
+    Wal(#[from] WalError),
+}
+
+struct LiveTrace {
+    batches: Vec<ResourceSpans>,
+    bytes: u64,
+    last_append: Instant,
+}
+
+#[derive(Default)]
+struct TenantState {
+    live: HashMap<TraceId, LiveTrace>,
+    head: Traces,
+    head_bytes: u64,
+    head_since: Option<Instant>,
+    /// Head blocks being written: still readable until they are in the blocklist.
+    flushing: Vec<Arc<Traces>>,
+}
+
+pub struct Ingester {
+    options: IngesterOptions,
+    wal: Wal,
+    store: Arc<dyn ObjectStore>,
+    blocklist: Arc<Blocklist>,
+    tenants: Mutex<HashMap<String, TenantState>>,
+    /// Pushes hold it shared from WAL append to memory insert; a cut holds it exclusively, so
+    /// no acknowledged span can fall between the WAL segments it deletes and memory.
+    cut_lock: tokio::sync::RwLock<()>,
+    held_bytes: AtomicU64,
+    blocks_flushed: AtomicU64,
+    flush_failures: AtomicU64,
+}
+
+fn trace_bytes(batches: &[ResourceSpans]) -> u64 {
+    batches.iter().map(|b| b.encoded_len() as u64).sum()
+}
+
+impl Ingester {
+    /// Opens the WAL in `wal_dir` and replays it into live traces.
+    pub fn open(
+        options: IngesterOptions,
+        wal_dir: &Path,
+        sync: SyncPolicy,
+        store: Arc<dyn ObjectStore>,
+        blocklist: Arc<Blocklist>,
+    ) -> Result<Arc<Self>, WalError> {
+        let (wal, records) = Wal::open(wal_dir, sync)?;
+        let ingester = Arc::new(Self {
+            options,
+            wal,
+            store,
+            blocklist,
+            tenants: Mutex::new(HashMap::new()),
+            cut_lock: tokio::sync::RwLock::new(()),
+            held_bytes: AtomicU64::new(0),
+            blocks_flushed: AtomicU64::new(0),
+            flush_failures: AtomicU64::new(0),
+        });
+        let mut replayed = 0usize;
+        for record in records {
+            match ExportTraceServiceRequest::decode(record.request.as_slice()) {
+                Ok(request) => {
+                    let (traces, _) = split_by_trace(request.resource_spans);
+                    replayed += traces.len();
+                    ingester.insert(&record.tenant, traces);
+                }
+                Err(error) => tracing::warn!(%error, "skipping an undecodable WAL record"),
+            }
+        }
+        if replayed > 0 {
+            tracing::info!(traces = replayed, "replayed the write-ahead log");
+        }
+        Ok(ingester)
+    }
+
+    /// Logs and holds the spans of one request. Returns once they are durable.
+    pub async fn push(&self, tenant: &str, traces: Traces) -> Result<(), PushError> {
+        let held = self.held_bytes.load(Ordering::Relaxed);
+        if held > self.options.max_memory_bytes {
+            return Err(PushError::Overloaded { held });
+        }
+        let request = ExportTraceServiceRequest {
+            resource_spans: traces.values().flatten().cloned().collect(),
+        };
+        let _shared = self.cut_lock.read().await;
+        self.wal.append(tenant, &request.encode_to_vec()).await?;
+        self.insert(tenant, traces);
+        Ok(())
+    }
+
+    fn insert(&self, tenant: &str, traces: Traces) {
+        let now = Instant::now();
+        let mut tenants = self.tenants.lock().expect("ingester lock");
+        let state = tenants.entry(tenant.to_string()).or_default();
+        for (id, batches) in traces {
+            let bytes = trace_bytes(&batches);
+            self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
+            // A late span of a trace already in the head block joins it there.
+            if let Some(head) = state.head.get_mut(&id) {
+                head.extend(batches);
+                state.head_bytes += bytes;
+                continue;
+            }
+            let live = state.live.entry(id).or_insert_with(|| LiveTrace {
+                batches: Vec::new(),
+                bytes: 0,
+                last_append: now,
+            });
+            live.batches.extend(batches);
+            live.bytes += bytes;
+            live.last_append = now;
+        }
+    }
+
+    /// Every part of trace `id` held in memory (live, head, being flushed).
+    pub fn find_trace(&self, tenant: &str, id: &TraceId) -> Vec<Vec<ResourceSpans>> {
+        let tenants = self.tenants.lock().expect("ingester lock");
+        let Some(state) = tenants.get(tenant) else {
+            return Vec::new();
+        };
+        let mut parts = Vec::new();
+        if let Some(live) = state.live.get(id) {
+            parts.push(live.batches.clone());
+        }
+        if let Some(head) = state.head.get(id) {
+            parts.push(head.clone());
+        }
+        for flushing in &state.flushing {
+            if let Some(trace) = flushing.get(id) {
+                parts.push(trace.clone());
+            }
+        }
+        parts
+    }
+
+    pub fn live_traces(&self) -> usize {
+        let tenants = self.tenants.lock().expect("ingester lock");
+        tenants.values().map(|t| t.live.len()).sum()
+    }
+
+    pub fn blocks_flushed(&self) -> u64 {
+        self.blocks_flushed.load(Ordering::Relaxed)
+    }
+
+    pub fn flush_failures(&self) -> u64 {
+        self.flush_failures.load(Ordering::Relaxed)
+    }
+
+    /// Moves idle traces to the head blocks and cuts them when they are old or big enough.
+    /// With `force`, everything held is cut now (shutdown). Returns the blocks written.
+    pub async fn tick(&self, force: bool) -> Result<usize, CutError> {
+        let now = Instant::now();
+        let cut_due = {
+            let mut tenants = self.tenants.lock().expect("ingester lock");
+            let mut due = false;
+            for state in tenants.values_mut() {
+                let idle: Vec<TraceId> = state
+                    .live
+                    .iter()
+                    .filter(|(_, t)| force || now - t.last_append >= self.options.trace_idle_period)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in idle {
+                    let trace = state.live.remove(&id).expect("listed");
+                    state.head_bytes += trace.bytes;
+                    state.head.entry(id).or_default().extend(trace.batches);
+                    state.head_since.get_or_insert(now);
+                }
+                due |= !state.head.is_empty()
+                    && (force
+                        || state.head_bytes >= self.options.max_block_bytes
+                        || state
+                            .head_since
+                            .is_some_and(|t| now - t >= self.options.max_block_duration));
+            }
+            due
+        };
+        if !cut_due {
+            return Ok(0);
+        }
+        self.cut().await
+    }
+
+    /// Cuts every non-empty head block: rotates the WAL, re-logs what stays live into the new
+    /// segment, writes the blocks, and drops the old segments once every block is stored.
+    async fn cut(&self) -> Result<usize, CutError> {
+        let (segment, cut) = {
+            let _exclusive = self.cut_lock.write().await;
+            let segment = self.wal.rotate().await?;
+            let (relog, cut) = {
+                let mut tenants = self.tenants.lock().expect("ingester lock");
+                let mut relog = Vec::new();
+                let mut cut = Vec::new();
+                for (tenant, state) in tenants.iter_mut() {
+                    for live in state.live.values() {
+                        relog.push((tenant.clone(), live.batches.clone()));
+                    }
+                    if !state.head.is_empty() {
+                        let head = Arc::new(std::mem::take(&mut state.head));
+                        state.head_bytes = 0;
+                        state.head_since = None;
+                        state.flushing.push(head.clone());
+                        cut.push((tenant.clone(), head));
+                    }
+                }
+                (relog, cut)
+            };
+            for (tenant, batches) in relog {
+                let request = ExportTraceServiceRequest {
+                    resource_spans: batches,
+                };
+                self.wal.append(&tenant, &request.encode_to_vec()).await?;
+            }
+            (segment, cut)
+        };
+
+        let mut written = 0;
+        let mut failed = None;
+        for (tenant, head) in cut {
+            let result = write_block(
+                self.store.clone(),
+                &tenant,
+                self.options.block.clone(),
+                head.iter(),
+            )
+            .await;
+            let bytes: u64 = head.values().map(|t| trace_bytes(t)).sum();
+            let mut tenants = self.tenants.lock().expect("ingester lock");
+            let state = tenants.entry(tenant.clone()).or_default();
+            state.flushing.retain(|f| !Arc::ptr_eq(f, &head));
+            match result {
+                Ok(meta) => {
+                    tracing::info!(block = %meta.block_id, tenant, traces = meta.total_traces, spans = meta.total_spans, bytes = meta.size, "block written");
+                    self.blocklist.insert(meta);
+                    self.held_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                    self.blocks_flushed.fetch_add(1, Ordering::Relaxed);
+                    written += 1;
+                }
+                Err(error) => {
+                    tracing::error!(%error, tenant, "writing a block failed; its traces stay in the head block and the WAL");
+                    self.flush_failures.fetch_add(1, Ordering::Relaxed);
+                    // Back into the head block, to be cut again at the next tick.
+                    let head = Arc::try_unwrap(head).unwrap_or_else(|shared| (*shared).clone());
+                    for (id, batches) in head {
+                        state.head.entry(id).or_default().extend(batches);
+                    }
+                    state.head_bytes += bytes;
+                    state.head_since.get_or_insert(Instant::now());
+                    failed = Some(error);
+                }
+            }
+        }
+        match failed {
+            Some(error) => Err(error.into()),
+            None => {
+                self.wal.remove_before(segment)?;
+                Ok(written)
+            }
+        }
+    }
+
+    /// Ticks every second until aborted.
+    pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(1));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if let Err(error) = self.tick(false).await {
+                    tracing::warn!(%error, "cutting blocks failed; will retry");
+                }
+            }
+        })
+    }
+}

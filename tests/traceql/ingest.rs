@@ -1,0 +1,386 @@
+//! Ingest end to end against the real binary: OTLP/HTTP (JSON and protobuf, gzip) in, trace by
+//! id out — live, after the block is written, and after a SIGKILL and restart — and 4xx with a
+//! message for bad input.
+
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tracefusion::api::traces::TraceByIdResponse;
+
+use crate::storage::{Traces, canonical, generate};
+use crate::support::{ChildGuard, binary, free_port, wait_ready};
+
+struct Server {
+    child: ChildGuard,
+    http: String,
+    otlp: String,
+    dir: std::path::PathBuf,
+}
+
+fn config_text(dir: &std::path::Path, http: u16, otlp: u16, extra: &str) -> String {
+    format!(
+        "server:\n  http_listen_address: 127.0.0.1\n  http_listen_port: {http}\n\
+         distributor:\n  receivers:\n    otlp:\n      protocols:\n        http:\n          endpoint: 127.0.0.1:{otlp}\n\
+         ingester:\n  trace_idle_period: 1s\n  max_block_duration: 2s\n\
+         storage:\n  trace:\n    blocklist_poll: 1s\n    local:\n      path: {blocks}\n    wal:\n      path: {wal}\n{extra}",
+        blocks = dir.join("blocks").display(),
+        wal = dir.join("wal").display(),
+    )
+}
+
+async fn start(dir: &std::path::Path, extra: &str) -> Server {
+    let (http, otlp) = (free_port(), free_port());
+    let config = dir.join("tracefusion.yaml");
+    std::fs::write(&config, config_text(dir, http, otlp, extra)).unwrap();
+    let mut child = ChildGuard::spawn(
+        Command::new(binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config),
+    );
+    let client = reqwest::Client::new();
+    let http = format!("http://127.0.0.1:{http}");
+    wait_ready(
+        &client,
+        &format!("{http}/ready"),
+        &mut child,
+        Duration::from_secs(30),
+    )
+    .await;
+    Server {
+        child,
+        http,
+        otlp: format!("http://127.0.0.1:{otlp}/v1/traces"),
+        dir: dir.to_path_buf(),
+    }
+}
+
+fn request_of(traces: &Traces) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: traces.values().flatten().cloned().collect(),
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+async fn get_trace_protobuf(
+    client: &reqwest::Client,
+    server: &Server,
+    id: &str,
+) -> Option<TraceByIdResponse> {
+    let response = client
+        .get(format!("{}/api/v2/traces/{id}", server.http))
+        .header("Accept", "application/protobuf")
+        .send()
+        .await
+        .unwrap();
+    if response.status() == 404 {
+        return None;
+    }
+    assert_eq!(response.status(), 200);
+    Some(TraceByIdResponse::decode(response.bytes().await.unwrap()).expect("TraceByIDResponse"))
+}
+
+fn block_metas(dir: &std::path::Path) -> usize {
+    let blocks = dir.join("blocks/single-tenant/blocks");
+    std::fs::read_dir(blocks)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().join("meta.json").exists())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_http_traces_are_found_by_id_live_and_after_the_block_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "").await;
+    let client = reqwest::Client::new();
+
+    // A plain OTLP/JSON request as curl would send it: hex ids, enum names, int64 as string.
+    let json = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},
+      "scopeSpans":[{"scope":{"name":"manual"},"spans":[{"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"eee19b7ec3c1b174",
+      "name":"GET /cart","kind":"SPAN_KIND_SERVER","startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000250000000",
+      "attributes":[{"key":"http.response.status_code","value":{"intValue":"200"}}],"status":{"code":"STATUS_CODE_ERROR","message":"boom"}}]}]}]}"#;
+    let response = client
+        .post(&server.otlp)
+        .header("Content-Type", "application/json")
+        .body(json)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "{}");
+
+    // Generated traces as gzipped protobuf.
+    let traces = generate(31, 40);
+    let response = client
+        .post(&server.otlp)
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "gzip")
+        .body(gzip(&request_of(&traces).encode_to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Live: found at once, every field intact.
+    for (id, trace) in traces.iter().take(10) {
+        let found = get_trace_protobuf(&client, &server, &id.to_string())
+            .await
+            .expect("live trace");
+        assert_eq!(
+            canonical(&found.trace.unwrap().resource_spans),
+            canonical(trace)
+        );
+    }
+    let v2: serde_json::Value = client
+        .get(format!(
+            "{}/api/v2/traces/5b8efff798038103d269b633813fc60c",
+            server.http
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let span = &v2["trace"]["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+    assert_eq!(span["name"], "GET /cart");
+    assert_eq!(span["kind"], "SPAN_KIND_SERVER");
+    assert_eq!(span["traceId"], "W47/95gDgQPSabYzgT/GDA==");
+    assert_eq!(span["status"]["code"], "STATUS_CODE_ERROR");
+    assert_eq!(span["attributes"][0]["value"]["intValue"], "200");
+    assert!(
+        span.get("parentSpanId").is_none(),
+        "a root span has no parent id"
+    );
+
+    // After the head block is cut (idle 1 s, block duration 2 s) the traces come from blocks.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while block_metas(&server.dir) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no block written:\n{}",
+            server.child.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Give the in-process blocklist the new block, then the memory copy is gone.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (id, trace) in traces.iter() {
+        let found = get_trace_protobuf(&client, &server, &id.to_string())
+            .await
+            .expect("flushed trace");
+        assert_eq!(
+            canonical(&found.trace.unwrap().resource_spans),
+            canonical(trace)
+        );
+    }
+    let v1: serde_json::Value = client
+        .get(format!(
+            "{}/api/traces/5b8efff798038103d269b633813fc60c",
+            server.http
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v1["batches"][0]["scopeSpans"][0]["spans"][0]["name"],
+        "GET /cart"
+    );
+
+    let missing = client
+        .get(format!("{}/api/v2/traces/1234", server.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let bad = client
+        .get(format!("{}/api/v2/traces/xyz", server.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("not hexadecimal"));
+    let bad_range = client
+        .get(format!(
+            "{}/api/v2/traces/1234?start=200&end=100",
+            server.http
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_range.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_otlp_requests_get_4xx_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "").await;
+    let client = reqwest::Client::new();
+    let post = |content_type: &'static str, encoding: Option<&'static str>, body: Vec<u8>| {
+        let mut request = client
+            .post(&server.otlp)
+            .header("Content-Type", content_type)
+            .body(body);
+        if let Some(encoding) = encoding {
+            request = request.header("Content-Encoding", encoding);
+        }
+        request.send()
+    };
+    let cases: Vec<(&str, reqwest::Response, u16, &str)> = vec![
+        (
+            "wrong content type",
+            post("text/plain", None, b"hello".to_vec()).await.unwrap(),
+            415,
+            "Content-Type",
+        ),
+        (
+            "bad protobuf",
+            post("application/x-protobuf", None, vec![0xff, 0xff, 0xff])
+                .await
+                .unwrap(),
+            400,
+            "protobuf",
+        ),
+        (
+            "bad JSON",
+            post("application/json", None, b"{\"resourceSpans\": [".to_vec())
+                .await
+                .unwrap(),
+            400,
+            "JSON",
+        ),
+        (
+            "bad gzip",
+            post("application/json", Some("gzip"), b"not gzip".to_vec())
+                .await
+                .unwrap(),
+            400,
+            "gzip",
+        ),
+        (
+            "unknown encoding",
+            post("application/json", Some("br"), b"{}".to_vec())
+                .await
+                .unwrap(),
+            415,
+            "Content-Encoding",
+        ),
+        (
+            "oversized",
+            post("application/x-protobuf", None, vec![0u8; 40 << 20])
+                .await
+                .unwrap(),
+            413,
+            "",
+        ),
+    ];
+    for (name, response, status, needle) in cases {
+        assert_eq!(response.status().as_u16(), status, "{name}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(needle), "{name}: {body}");
+    }
+
+    // Spans with bad ids are refused by count and reason; the good ones are kept.
+    let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
+      {"traceId":"00000000000000000000000000000000","spanId":"eee19b7ec3c1b174","name":"zero trace id"},
+      {"traceId":"5b8efff798038103d269b633813fc60d","spanId":"00","name":"short span id"},
+      {"traceId":"5b8efff798038103d269b633813fc60d","spanId":"eee19b7ec3c1b175","name":"good"}]}]}]}"#;
+    let response = post("application/json", None, json.as_bytes().to_vec())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["partialSuccess"]["rejectedSpans"], "2", "{body}");
+    let message = body["partialSuccess"]["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("invalid trace id") && message.contains("invalid span id"),
+        "{message}"
+    );
+    let found = get_trace_protobuf(&client, &server, "5b8efff798038103d269b633813fc60d")
+        .await
+        .unwrap();
+    let spans: Vec<_> = found
+        .trace
+        .unwrap()
+        .resource_spans
+        .into_iter()
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].name, "good");
+    assert!(server.child.log().lines().all(|l| !l.contains("panicked")));
+}
+
+/// Kill -9 while clients are sending; after a restart every acknowledged trace is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_ingest_loses_no_acknowledged_span() {
+    let dir = tempfile::tempdir().unwrap();
+    // Whether a trace was already in a block or only in the WAL when the process died, it
+    // must be found after the restart.
+    let extra = "";
+    let mut server = start(dir.path(), extra).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let traces = generate(41, 600);
+    let chunks: Vec<Traces> = {
+        let entries: Vec<_> = traces.iter().map(|(k, v)| (*k, v.clone())).collect();
+        entries
+            .chunks(10)
+            .map(|c| c.iter().cloned().collect())
+            .collect()
+    };
+    let mut acknowledged = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i == chunks.len() / 2 {
+            server.child.signal(libc::SIGKILL);
+        }
+        let sent = client
+            .post(&server.otlp)
+            .header("Content-Type", "application/x-protobuf")
+            .body(request_of(chunk).encode_to_vec())
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status() == 200 => acknowledged.extend(chunk.keys().copied()),
+            _ => break,
+        }
+    }
+    assert!(
+        acknowledged.len() >= 200,
+        "only {} acknowledged",
+        acknowledged.len()
+    );
+    server
+        .child
+        .wait_exit(Duration::from_secs(5))
+        .expect("killed");
+
+    let restarted = start(dir.path(), extra).await;
+    for id in &acknowledged {
+        let found = get_trace_protobuf(&client, &restarted, &id.to_string())
+            .await
+            .unwrap_or_else(|| panic!("acknowledged trace {id} lost"));
+        assert_eq!(
+            canonical(&found.trace.unwrap().resource_spans),
+            canonical(&traces[id])
+        );
+    }
+}
