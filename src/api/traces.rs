@@ -64,10 +64,11 @@ fn wants_protobuf(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/protobuf"))
 }
 
+/// A closed time range.
+type TimeRange = (DateTime<Utc>, DateTime<Utc>);
+
 /// `start`/`end` in Unix seconds, both or neither.
-fn time_range(
-    params: &HashMap<String, String>,
-) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, String> {
+fn time_range(params: &HashMap<String, String>) -> Result<Option<TimeRange>, String> {
     let parse = |name: &str| -> Result<Option<DateTime<Utc>>, String> {
         match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
             None => Ok(None),
