@@ -10,8 +10,8 @@ use tokio::sync::Notify;
 
 use crate::api::http::{self, ApiState, Readiness};
 use crate::api::traces::TraceSources;
-use crate::config::Config;
-use crate::ingest::distributor::Distributor;
+use crate::config::{Config, WalSync};
+use crate::ingest::distributor::{Distributor, Limits};
 use crate::ingest::ingester::{Ingester, IngesterOptions};
 use crate::ingest::otlp_http;
 use crate::ingest::wal::SyncPolicy;
@@ -52,10 +52,14 @@ pub async fn serve(
             max_block_duration: ingester_config.max_block_duration.0,
             max_block_bytes: ingester_config.max_block_bytes.0,
             max_memory_bytes: ingester_config.max_block_bytes.0.saturating_mul(2) + (256 << 20),
+            max_bytes_per_trace: config.overrides.defaults.global.max_bytes_per_trace.0,
             block: BlockOptions::from_config(&trace_config.block),
         },
         &trace_config.wal.path,
-        SyncPolicy::Always,
+        match trace_config.wal.sync {
+            WalSync::Always => SyncPolicy::Always,
+            WalSync::Never => SyncPolicy::Never,
+        },
         store.clone(),
         blocklist.clone(),
     )
@@ -66,9 +70,14 @@ pub async fn serve(
         )
     })?;
     let cutter = ingester.clone().spawn();
+    let ingestion = &config.overrides.defaults.ingestion;
     let distributor = Arc::new(Distributor::new(
         ingester.clone(),
         config.multitenancy_enabled,
+        Limits {
+            rate_bytes: ingestion.rate_limit_bytes.0,
+            burst_bytes: ingestion.burst_size_bytes.0,
+        },
     ));
 
     let otlp_http_server = match config

@@ -28,6 +28,7 @@ pub struct Config {
     pub ingester: IngesterConfig,
     pub storage: StorageConfig,
     pub compactor: CompactorConfig,
+    pub overrides: OverridesConfig,
 }
 
 impl Default for Config {
@@ -40,6 +41,7 @@ impl Default for Config {
             ingester: IngesterConfig::default(),
             storage: StorageConfig::default(),
             compactor: CompactorConfig::default(),
+            overrides: OverridesConfig::default(),
         }
     }
 }
@@ -373,14 +375,26 @@ impl Default for LocalConfig {
 #[serde(default)]
 pub struct WalConfig {
     pub path: PathBuf,
+    /// Whether requests are fsynced before they are acknowledged.
+    pub sync: WalSync,
 }
 
 impl Default for WalConfig {
     fn default() -> Self {
         Self {
             path: Path::new(DEFAULT_DATA_DIR).join("wal"),
+            sync: WalSync::Always,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WalSync {
+    /// fsync before acknowledging (grouped across concurrent requests).
+    Always,
+    /// Leave it to the OS: survives a process crash, not a power loss.
+    Never,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -419,6 +433,53 @@ pub struct AzureConfig {
     pub storage_account_key: String,
     pub endpoint_suffix: String,
     pub prefix: String,
+}
+
+/// Per-tenant limits, in Tempo's `overrides.defaults` layout; they apply to every tenant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OverridesConfig {
+    pub defaults: TenantLimits,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantLimits {
+    pub ingestion: IngestionLimits,
+    pub global: GlobalLimits,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IngestionLimits {
+    /// Sustained ingest per tenant, bytes of OTLP protobuf per second.
+    pub rate_limit_bytes: ByteSize,
+    /// Burst above the sustained rate.
+    pub burst_size_bytes: ByteSize,
+}
+
+impl Default for IngestionLimits {
+    fn default() -> Self {
+        Self {
+            rate_limit_bytes: ByteSize(15_000_000),
+            burst_size_bytes: ByteSize(20_000_000),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GlobalLimits {
+    /// Spans that would make a trace larger than this are refused; 0 means no limit.
+    pub max_bytes_per_trace: ByteSize,
+}
+
+impl Default for GlobalLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes_per_trace: ByteSize(5_000_000),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -624,6 +685,13 @@ impl Config {
                     message: "must be longer than zero".into(),
                 });
             }
+        }
+        let ingestion = &self.overrides.defaults.ingestion;
+        if ingestion.rate_limit_bytes.0 == 0 || ingestion.burst_size_bytes.0 == 0 {
+            return Err(ConfigError::InvalidValue {
+                key: "overrides.defaults.ingestion".into(),
+                message: "rate_limit_bytes and burst_size_bytes must be larger than zero".into(),
+            });
         }
         if ingester.max_block_bytes.0 == 0 {
             return Err(ConfigError::InvalidValue {

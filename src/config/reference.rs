@@ -35,6 +35,7 @@ pub const KEY_DOCS: &[KeyDoc] = keys! {
     "storage.trace.block.parquet_dedicated_columns" => "Attributes with columns of their own: a list of `{scope, name, type}` entries, scope `resource` or `span` (default), type `string` (default) or `int`.",
     "storage.trace.local.path" => "Folder of the `local` backend.",
     "storage.trace.wal.path" => "Folder of the write-ahead log (always on local disk).",
+    "storage.trace.wal.sync" => "`always`: fsync each request before acknowledging it (grouped across concurrent requests); `never`: leave it to the OS (survives a process crash, not a power loss).",
     "storage.trace.s3.bucket" => "S3 bucket (required for `s3`).",
     "storage.trace.s3.endpoint" => "S3 API host and port without scheme, e.g. `s3.us-east-1.amazonaws.com` or `localhost:9000` (required for `s3`).",
     "storage.trace.s3.region" => "S3 region.",
@@ -51,6 +52,9 @@ pub const KEY_DOCS: &[KeyDoc] = keys! {
     "storage.trace.azure.endpoint_suffix" => "Azure endpoint suffix override.",
     "storage.trace.azure.prefix" => "Prefix of every blob name in the container.",
     "compactor.compaction.block_retention" => "Blocks older than this are deleted.",
+    "overrides.defaults.ingestion.rate_limit_bytes" => "Sustained ingest per tenant in bytes of OTLP protobuf per second; beyond it requests get 429.",
+    "overrides.defaults.ingestion.burst_size_bytes" => "How far a tenant may burst above the rate.",
+    "overrides.defaults.global.max_bytes_per_trace" => "Spans that would make a trace larger than this are refused (`partialSuccess`); 0 means no limit.",
 };
 
 /// Keys that hold secrets: accepted in the file, never printed, so they have no default row.

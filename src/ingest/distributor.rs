@@ -1,9 +1,12 @@
 //! The distributor: resolves the tenant, validates spans (refusing bad ones with a reason
 //! rather than failing the whole request), normalizes ids, and hands traces to the ingester.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
 
 use super::ingester::{Ingester, PushError};
 use crate::storage::{TraceId, split_by_trace};
@@ -20,8 +23,31 @@ pub enum DistributorError {
         "invalid tenant id {0:?}: use at most 150 of the characters a-z A-Z 0-9 ! - _ . * ' ( )"
     )]
     InvalidTenant(String),
+    #[error(
+        "ingestion rate limit exceeded for tenant {tenant}: {rate} bytes/s with bursts of {burst} bytes \
+         (overrides.defaults.ingestion); this request has {size} bytes, retry later"
+    )]
+    RateLimited {
+        tenant: String,
+        rate: u64,
+        burst: u64,
+        size: u64,
+    },
     #[error(transparent)]
     Ingester(#[from] PushError),
+}
+
+/// Per-tenant ingest limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub rate_bytes: u64,
+    pub burst_bytes: u64,
+}
+
+/// A token bucket of bytes.
+struct Bucket {
+    tokens: f64,
+    last: Instant,
 }
 
 /// What happened to the spans of one request.
@@ -36,14 +62,45 @@ pub struct PushOutcome {
 pub struct Distributor {
     ingester: Arc<Ingester>,
     multitenancy: bool,
+    limits: Limits,
+    buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 impl Distributor {
-    pub fn new(ingester: Arc<Ingester>, multitenancy: bool) -> Self {
+    pub fn new(ingester: Arc<Ingester>, multitenancy: bool, limits: Limits) -> Self {
         Self {
             ingester,
             multitenancy,
+            limits,
+            buckets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Takes `size` bytes from the tenant's bucket, or refuses the whole request.
+    fn admit(&self, tenant: &str, size: u64) -> Result<(), DistributorError> {
+        let Limits {
+            rate_bytes,
+            burst_bytes,
+        } = self.limits;
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        let bucket = buckets.entry(tenant.to_string()).or_insert(Bucket {
+            tokens: burst_bytes as f64,
+            last: now,
+        });
+        let refill = now.duration_since(bucket.last).as_secs_f64() * rate_bytes as f64;
+        bucket.tokens = (bucket.tokens + refill).min(burst_bytes as f64);
+        bucket.last = now;
+        if bucket.tokens < size as f64 {
+            return Err(DistributorError::RateLimited {
+                tenant: tenant.to_string(),
+                rate: rate_bytes,
+                burst: burst_bytes,
+                size,
+            });
+        }
+        bucket.tokens -= size as f64;
+        Ok(())
     }
 
     /// The tenant of a request from its `X-Scope-OrgID` (or gRPC metadata) value. Tenant ids
@@ -76,6 +133,7 @@ impl Distributor {
         tenant: &str,
         mut request: ExportTraceServiceRequest,
     ) -> Result<PushOutcome, DistributorError> {
+        self.admit(tenant, request.encoded_len() as u64)?;
         let mut outcome = PushOutcome::default();
         let mut bad_trace_id = 0;
         let mut bad_span_id = 0;
@@ -114,7 +172,15 @@ impl Distributor {
         outcome.rejected_spans = bad_trace_id + bad_span_id;
         let (traces, _) = split_by_trace(request.resource_spans);
         if !traces.is_empty() {
-            self.ingester.push(tenant, traces).await?;
+            let too_large = self.ingester.push(tenant, traces).await?;
+            if too_large.spans > 0 {
+                outcome.accepted_spans -= too_large.spans;
+                outcome.rejected_spans += too_large.spans;
+                outcome.reasons.push(format!(
+                    "{} spans of {} traces refused: the trace would exceed {} bytes (overrides.defaults.global.max_bytes_per_trace)",
+                    too_large.spans, too_large.traces, too_large.limit
+                ));
+            }
         }
         Ok(outcome)
     }

@@ -28,6 +28,8 @@ pub struct IngesterOptions {
     pub max_block_bytes: u64,
     /// Live, head and flushing data beyond this refuses new pushes until flushing catches up.
     pub max_memory_bytes: u64,
+    /// Spans that would make a trace held here larger than this are refused; 0: no limit.
+    pub max_bytes_per_trace: u64,
     pub block: BlockOptions,
 }
 
@@ -48,6 +50,14 @@ pub enum PushError {
     Overloaded { held: u64 },
     #[error("{0}")]
     Wal(#[from] WalError),
+}
+
+/// Traces a push refused because they would grow past `max_bytes_per_trace`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refused {
+    pub traces: usize,
+    pub spans: usize,
+    pub limit: u64,
 }
 
 struct LiveTrace {
@@ -122,11 +132,16 @@ impl Ingester {
         Ok(ingester)
     }
 
-    /// Logs and holds the spans of one request. Returns once they are durable.
-    pub async fn push(&self, tenant: &str, traces: Traces) -> Result<(), PushError> {
+    /// Logs and holds the spans of one request. Returns once they are durable, with what was
+    /// refused for making a trace too large.
+    pub async fn push(&self, tenant: &str, mut traces: Traces) -> Result<Refused, PushError> {
         let held = self.held_bytes.load(Ordering::Relaxed);
         if held > self.options.max_memory_bytes {
             return Err(PushError::Overloaded { held });
+        }
+        let refused = self.refuse_oversized(tenant, &mut traces);
+        if traces.is_empty() {
+            return Ok(refused);
         }
         let request = ExportTraceServiceRequest {
             resource_spans: traces.values().flatten().cloned().collect(),
@@ -134,7 +149,40 @@ impl Ingester {
         let _shared = self.cut_lock.read().await;
         self.wal.append(tenant, &request.encode_to_vec()).await?;
         self.insert(tenant, traces);
-        Ok(())
+        Ok(refused)
+    }
+
+    /// Drops the traces that would grow past the per-trace limit (counting what is held now).
+    fn refuse_oversized(&self, tenant: &str, traces: &mut Traces) -> Refused {
+        let limit = self.options.max_bytes_per_trace;
+        let mut refused = Refused {
+            limit,
+            ..Refused::default()
+        };
+        if limit == 0 {
+            return refused;
+        }
+        let tenants = self.tenants.lock().expect("ingester lock");
+        let state = tenants.get(tenant);
+        traces.retain(|id, batches| {
+            let held = state
+                .map(|s| {
+                    s.live.get(id).map_or(0, |t| t.bytes)
+                        + s.head.get(id).map_or(0, |t| trace_bytes(t))
+                })
+                .unwrap_or(0);
+            if held + trace_bytes(batches) <= limit {
+                return true;
+            }
+            refused.traces += 1;
+            refused.spans += batches
+                .iter()
+                .flat_map(|b| &b.scope_spans)
+                .map(|s| s.spans.len())
+                .sum::<usize>();
+            false
+        });
+        refused
     }
 
     fn insert(&self, tenant: &str, traces: Traces) {

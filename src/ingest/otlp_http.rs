@@ -71,6 +71,7 @@ const INVALID_ARGUMENT: i32 = 3;
 const UNAUTHENTICATED: i32 = 16;
 const UNAVAILABLE: i32 = 14;
 const INTERNAL: i32 = 13;
+const RESOURCE_EXHAUSTED: i32 = 8;
 
 async fn export(
     State(distributor): State<Arc<Distributor>>,
@@ -211,6 +212,12 @@ async fn export(
                 e.to_string(),
             )
         }
+        Err(e @ DistributorError::RateLimited { .. }) => error(
+            encoding,
+            StatusCode::TOO_MANY_REQUESTS,
+            RESOURCE_EXHAUSTED,
+            e.to_string(),
+        ),
         Err(e) => error(
             encoding,
             StatusCode::BAD_REQUEST,

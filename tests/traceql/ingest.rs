@@ -384,3 +384,75 @@ async fn sigkill_during_ingest_loses_no_acknowledged_span() {
         );
     }
 }
+
+/// Per-tenant limits: a request over the ingestion rate gets 429 with the limit named; spans
+/// that would make a trace too large are refused by count with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_limits_refuse_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = "overrides:\n  defaults:\n    ingestion:\n      rate_limit_bytes: 20000\n      burst_size_bytes: 200000\n    global:\n      max_bytes_per_trace: 30000\n";
+    let server = start(dir.path(), limits).await;
+    let client = reqwest::Client::new();
+    let traces = generate(51, 200);
+
+    // One big trace part is refused for size, the small ones are kept.
+    let (big_id, _) = traces
+        .iter()
+        .max_by_key(|(_, t)| t.iter().map(|b| b.encoded_len()).sum::<usize>())
+        .unwrap();
+    let mut big = traces[big_id].clone();
+    for _ in 0..4 {
+        big.extend(traces[big_id].clone());
+    }
+    let small: Traces = traces
+        .iter()
+        .take(3)
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    let mut request = request_of(&small);
+    request.resource_spans.extend(big.clone());
+    let response = client
+        .post(&server.otlp)
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(&request).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("max_bytes_per_trace"),
+        "{body}"
+    );
+    assert!(
+        get_trace_protobuf(&client, &server, &small.keys().next().unwrap().to_string())
+            .await
+            .is_some()
+    );
+
+    // Sending far beyond the rate: 429 with the limit named, and nothing panics.
+    let all = request_of(&traces).encode_to_vec();
+    let mut limited = None;
+    for _ in 0..5 {
+        let response = client
+            .post(&server.otlp)
+            .header("Content-Type", "application/x-protobuf")
+            .body(all.clone())
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            limited = Some(
+                tracefusion::ingest::otlp_http::RpcStatus::decode(response.bytes().await.unwrap())
+                    .unwrap(),
+            );
+            break;
+        }
+    }
+    let status = limited.expect("a 429 once the burst is spent");
+    assert_eq!(status.code, 8);
+    assert!(status.message.contains("rate limit"), "{}", status.message);
+}

@@ -143,7 +143,7 @@ async fn serve_warns_once_about_unknown_keys() {
     let config = write_config(
         dir.path(),
         port,
-        "querier:\n  max_concurrent_queries: 4\noverrides: {}\n",
+        "querier:\n  max_concurrent_queries: 4\nmemberlist: {}\n",
     );
     let mut server = ChildGuard::spawn(
         Command::new(binary())
@@ -169,7 +169,7 @@ async fn serve_warns_once_about_unknown_keys() {
         .collect();
     assert_eq!(warnings.len(), 1, "exactly one warning expected:\n{log}");
     assert!(
-        warnings[0].contains("querier") && warnings[0].contains("overrides"),
+        warnings[0].contains("querier") && warnings[0].contains("memberlist"),
         "{}",
         warnings[0]
     );
