@@ -35,6 +35,7 @@ pub async fn serve(
     })?;
     let local_addr = listener.local_addr()?;
 
+    crate::ingest::metrics::register();
     // Storage and the blocklist, then the ingester (which replays its WAL).
     let trace_config = &config.storage.trace;
     let store = open_store(trace_config).context("cannot open the block store (storage.trace)")?;

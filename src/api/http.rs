@@ -47,6 +47,7 @@ pub fn router(state: ApiState, traces: super::traces::TraceSources) -> Router {
         .route("/ready", get(ready))
         .route("/api/echo", get(echo))
         .route("/api/status/buildinfo", get(buildinfo))
+        .route("/metrics", get(metrics))
         .with_state(state)
         .merge(trace_routes)
 }
@@ -59,6 +60,19 @@ async fn ready(State(state): State<ApiState>) -> Response {
             format!("not ready: {reason}\n"),
         )
             .into_response(),
+    }
+}
+
+/// Every registered Prometheus metric in the text exposition format.
+async fn metrics() -> Response {
+    let encoder = prometheus::TextEncoder::new();
+    match encoder.encode_to_string(&prometheus::gather()) {
+        Ok(text) => (
+            [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 

@@ -9,6 +9,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
 use super::ingester::{Ingester, PushError};
+use super::metrics;
 use crate::storage::{TraceId, split_by_trace};
 
 /// The tenant of every request when multitenancy is off.
@@ -133,7 +134,30 @@ impl Distributor {
         tenant: &str,
         mut request: ExportTraceServiceRequest,
     ) -> Result<PushOutcome, DistributorError> {
-        self.admit(tenant, request.encoded_len() as u64)?;
+        let size = request.encoded_len() as u64;
+        let spans: usize = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        metrics::SPANS_RECEIVED
+            .with_label_values(&[tenant])
+            .inc_by(spans as u64);
+        metrics::BYTES_RECEIVED
+            .with_label_values(&[tenant])
+            .inc_by(size);
+        let discard = |reason: &str, count: usize| {
+            if count > 0 {
+                metrics::DISCARDED_SPANS
+                    .with_label_values(&[tenant, reason])
+                    .inc_by(count as u64);
+            }
+        };
+        if let Err(e) = self.admit(tenant, size) {
+            discard(metrics::REASON_RATE_LIMITED, spans);
+            return Err(e);
+        }
         let mut outcome = PushOutcome::default();
         let mut bad_trace_id = 0;
         let mut bad_span_id = 0;
@@ -170,9 +194,12 @@ impl Distributor {
             ));
         }
         outcome.rejected_spans = bad_trace_id + bad_span_id;
+        discard(metrics::REASON_INVALID_TRACE_ID, bad_trace_id);
+        discard(metrics::REASON_INVALID_SPAN_ID, bad_span_id);
         let (traces, _) = split_by_trace(request.resource_spans);
         if !traces.is_empty() {
             let too_large = self.ingester.push(tenant, traces).await?;
+            discard(metrics::REASON_TRACE_TOO_LARGE, too_large.spans);
             if too_large.spans > 0 {
                 outcome.accepted_spans -= too_large.spans;
                 outcome.rejected_spans += too_large.spans;

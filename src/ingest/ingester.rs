@@ -14,6 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 
+use super::metrics;
 use super::wal::{SyncPolicy, Wal, WalError};
 use crate::storage::block::BlockError;
 use crate::storage::{BlockOptions, Blocklist, TraceId, split_by_trace, write_block};
@@ -250,7 +251,7 @@ impl Ingester {
         let cut_due = {
             let mut tenants = self.tenants.lock().expect("ingester lock");
             let mut due = false;
-            for state in tenants.values_mut() {
+            for (tenant, state) in tenants.iter_mut() {
                 let idle: Vec<TraceId> = state
                     .live
                     .iter()
@@ -263,6 +264,9 @@ impl Ingester {
                     state.head.entry(id).or_default().extend(trace.batches);
                     state.head_since.get_or_insert(now);
                 }
+                metrics::LIVE_TRACES
+                    .with_label_values(&[tenant.as_str()])
+                    .set(state.live.len() as i64);
                 due |= !state.head.is_empty()
                     && (force
                         || state.head_bytes >= self.options.max_block_bytes
@@ -331,11 +335,13 @@ impl Ingester {
                     self.blocklist.insert(meta);
                     self.held_bytes.fetch_sub(bytes, Ordering::Relaxed);
                     self.blocks_flushed.fetch_add(1, Ordering::Relaxed);
+                    metrics::BLOCKS_FLUSHED.inc();
                     written += 1;
                 }
                 Err(error) => {
                     tracing::error!(%error, tenant, "writing a block failed; its traces stay in the head block and the WAL");
                     self.flush_failures.fetch_add(1, Ordering::Relaxed);
+                    metrics::FLUSH_FAILURES.inc();
                     // Back into the head block, to be cut again at the next tick.
                     let head = Arc::try_unwrap(head).unwrap_or_else(|shared| (*shared).clone());
                     for (id, batches) in head {

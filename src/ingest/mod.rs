@@ -3,5 +3,6 @@
 
 pub mod distributor;
 pub mod ingester;
+pub mod metrics;
 pub mod otlp_http;
 pub mod wal;

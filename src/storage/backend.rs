@@ -5,6 +5,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
+use super::metrics;
 use crate::config::{Backend, TraceStorageConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -219,7 +221,10 @@ impl ObjectStore for MeteredStore {
         self.counters
             .put_bytes
             .fetch_add(payload.content_length() as u64, Ordering::Relaxed);
-        self.inner.put_opts(location, payload, opts).await
+        let started = Instant::now();
+        let result = self.inner.put_opts(location, payload, opts).await;
+        metrics::observe("PUT", started, &result);
+        result
     }
 
     async fn put_multipart_opts(
@@ -237,7 +242,10 @@ impl ObjectStore for MeteredStore {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         let head = options.head;
-        let result = self.inner.get_opts(location, options).await?;
+        let started = Instant::now();
+        let result = self.inner.get_opts(location, options).await;
+        metrics::observe("GET", started, &result);
+        let result = result?;
         if head {
             self.count_get(0);
         } else {
@@ -253,7 +261,10 @@ impl ObjectStore for MeteredStore {
     ) -> object_store::Result<Vec<Bytes>> {
         // One vectored read: stores that coalesce ranges (S3, GCS, Azure) send few requests.
         self.count_get(ranges.iter().map(|r| r.end - r.start).sum());
-        self.inner.get_ranges(location, ranges).await
+        let started = Instant::now();
+        let result = self.inner.get_ranges(location, ranges).await;
+        metrics::observe("GET", started, &result);
+        result
     }
 
     fn delete_stream(
@@ -270,7 +281,10 @@ impl ObjectStore for MeteredStore {
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
         self.counters.list_requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.list_with_delimiter(prefix).await
+        let started = Instant::now();
+        let result = self.inner.list_with_delimiter(prefix).await;
+        metrics::observe("LIST", started, &result);
+        result
     }
 
     async fn copy_opts(

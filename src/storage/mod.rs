@@ -12,6 +12,7 @@ pub mod from_arrow;
 pub mod ids;
 pub mod inspect;
 pub mod lookup;
+pub mod metrics;
 pub mod schema;
 pub mod to_arrow;
 

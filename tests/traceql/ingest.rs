@@ -456,3 +456,92 @@ async fn tenant_limits_refuse_with_a_reason() {
     assert_eq!(status.code, 8);
     assert!(status.message.contains("rate limit"), "{}", status.message);
 }
+
+/// `/metrics` counts what came in, what was refused and why, blocks written and store requests,
+/// under Tempo's metric names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_write_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "").await;
+    let client = reqwest::Client::new();
+    let metrics = || async {
+        client
+            .get(format!("{}/metrics", server.http))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let before = metrics().await;
+    assert!(
+        before.contains("tempo_ingester_blocks_flushed_total 0"),
+        "{before}"
+    );
+
+    let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
+      {"traceId":"00000000000000000000000000000000","spanId":"eee19b7ec3c1b174","name":"zero trace id"},
+      {"traceId":"5b8efff798038103d269b633813fc60e","spanId":"00","name":"short span id"},
+      {"traceId":"5b8efff798038103d269b633813fc60e","spanId":"eee19b7ec3c1b175","name":"good"},
+      {"traceId":"5b8efff798038103d269b633813fc60e","spanId":"eee19b7ec3c1b176","name":"good too"}]}]}]}"#;
+    let response = client
+        .post(&server.otlp)
+        .header("Content-Type", "application/json")
+        .body(json)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while block_metas(&server.dir) == 0 {
+        assert!(Instant::now() < deadline, "no block written");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = metrics().await;
+    let tenant = r#"{tenant="single-tenant"}"#;
+    assert_eq!(
+        value(
+            &after,
+            &format!("tempo_distributor_spans_received_total{tenant}")
+        ),
+        4.0
+    );
+    assert!(
+        value(
+            &after,
+            &format!("tempo_distributor_bytes_received_total{tenant}")
+        ) > 0.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            r#"tempo_discarded_spans_total{reason="invalid_trace_id",tenant="single-tenant"}"#
+        ),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        value(
+            &after,
+            r#"tempo_discarded_spans_total{reason="invalid_span_id",tenant="single-tenant"}"#
+        ),
+        1.0
+    );
+    assert!(value(&after, "tempo_ingester_blocks_flushed_total") >= 1.0);
+    assert!(
+        value(
+            &after,
+            r#"tempodb_backend_request_duration_seconds_count{operation="PUT",status_code="200"}"#
+        ) >= 4.0,
+        "data, bloom, tags and meta are written: {after}"
+    );
+}
