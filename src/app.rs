@@ -13,8 +13,8 @@ use crate::api::traces::TraceSources;
 use crate::config::{Config, WalSync};
 use crate::ingest::distributor::{Distributor, Limits};
 use crate::ingest::ingester::{Ingester, IngesterOptions};
-use crate::ingest::otlp_http;
 use crate::ingest::wal::SyncPolicy;
+use crate::ingest::{otlp_grpc, otlp_http};
 use crate::storage::{BlockOptions, Blocklist, TraceReader, open_store};
 
 /// Runs the server until `shutdown` completes, then lets in-flight requests finish for at most
@@ -99,6 +99,24 @@ pub async fn serve(
         None => None,
     };
 
+    let otlp_grpc_listener = match config
+        .distributor
+        .receivers
+        .otlp
+        .as_ref()
+        .and_then(|otlp| otlp.protocols.grpc.as_ref())
+    {
+        Some(protocol) => {
+            let address = protocol.endpoint.to_string();
+            let listener = TcpListener::bind(&address).await.with_context(|| {
+                format!("cannot listen on {address} (distributor.receivers.otlp.protocols.grpc.endpoint)")
+            })?;
+            tracing::info!(otlp_grpc = %listener.local_addr()?, "OTLP/gRPC receiver listening");
+            Some(listener)
+        }
+        None => None,
+    };
+
     let router = http::router(
         ApiState {
             readiness: readiness.clone(),
@@ -129,16 +147,34 @@ pub async fn serve(
         }
     };
     let server = axum::serve(listener, router).with_graceful_shutdown(on_signal);
-    let receivers = otlp_http_server.map(|(listener, router)| {
+    let mut receivers = Vec::new();
+    if let Some((listener, router)) = otlp_http_server {
         let mut stop = receivers_stop.subscribe();
-        tokio::spawn(async move {
+        receivers.push(tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
                     let _ = stop.recv().await;
                 })
                 .await
-        })
-    });
+                .map_err(anyhow::Error::from)
+        }));
+    }
+    if let Some(listener) = otlp_grpc_listener {
+        let mut stop = receivers_stop.subscribe();
+        let service = otlp_grpc::service(distributor.clone());
+        receivers.push(tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async move {
+                        let _ = stop.recv().await;
+                    },
+                )
+                .await
+                .map_err(anyhow::Error::from)
+        }));
+    }
 
     readiness.set_ready();
     tracing::info!(http = %local_addr, version = env!("CARGO_PKG_VERSION"), "tracefusion is ready");
@@ -156,8 +192,8 @@ pub async fn serve(
         ),
     }
     // Receivers have stopped taking requests: write everything held as blocks.
-    if let Some(receivers) = receivers {
-        let _ = tokio::time::timeout(grace, receivers).await;
+    for receiver in receivers {
+        let _ = tokio::time::timeout(grace, receiver).await;
     }
     cutter.abort();
     poller.abort();

@@ -4,5 +4,6 @@
 pub mod distributor;
 pub mod ingester;
 pub mod metrics;
+pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod wal;

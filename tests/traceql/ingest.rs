@@ -545,3 +545,184 @@ async fn metrics_count_the_write_path() {
         "data, bloom, tags and meta are written: {after}"
     );
 }
+
+/// The real OpenTelemetry Rust exporter, over gRPC (gzip) and over HTTP/protobuf, delivers
+/// spans that are then found by id with their fields intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_opentelemetry_rust_exporter_delivers_over_grpc_and_http() {
+    use opentelemetry::trace::{
+        Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
+    };
+    use opentelemetry::{KeyValue, Value};
+    use opentelemetry_otlp::{
+        Compression, Protocol, SpanExporter, WithExportConfig, WithTonicConfig,
+    };
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    let dir = tempfile::tempdir().unwrap();
+    let grpc_port = free_port();
+    let (http, otlp) = (free_port(), free_port());
+    let config = dir.path().join("tracefusion.yaml");
+    let text = config_text(dir.path(), http, otlp, "").replace(
+        "        http:\n",
+        &format!("        grpc:\n          endpoint: 127.0.0.1:{grpc_port}\n        http:\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut child = ChildGuard::spawn(
+        Command::new(binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config),
+    );
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{http}");
+    wait_ready(
+        &client,
+        &format!("{base}/ready"),
+        &mut child,
+        Duration::from_secs(30),
+    )
+    .await;
+    let server = Server {
+        child,
+        http: base,
+        otlp: format!("http://127.0.0.1:{otlp}/v1/traces"),
+        dir: dir.path().to_path_buf(),
+    };
+
+    let exporters = [
+        (
+            "grpc",
+            SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(format!("http://127.0.0.1:{grpc_port}"))
+                .with_compression(Compression::Gzip)
+                .build()
+                .unwrap(),
+        ),
+        (
+            "http",
+            SpanExporter::builder()
+                .with_http()
+                .with_endpoint(server.otlp.clone())
+                .with_protocol(Protocol::HttpBinary)
+                .build()
+                .unwrap(),
+        ),
+    ];
+    for (transport, exporter) in exporters {
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter)
+            .with_resource(
+                Resource::builder()
+                    .with_service_name(format!("exporter-{transport}"))
+                    .with_attribute(KeyValue::new("deployment.environment.name", "test"))
+                    .build(),
+            )
+            .build();
+        let tracer = provider.tracer("tracefusion-tests");
+        let (trace_id, root_id) = {
+            let root = tracer
+                .span_builder("checkout")
+                .with_kind(SpanKind::Server)
+                .with_attributes([
+                    KeyValue::new("http.request.method", "POST"),
+                    KeyValue::new("http.response.status_code", 201_i64),
+                    KeyValue::new("app.ratio", 0.25),
+                    KeyValue::new("app.cached", true),
+                    KeyValue::new(
+                        "app.tags",
+                        Value::Array(
+                            vec![
+                                opentelemetry::StringValue::from("a"),
+                                opentelemetry::StringValue::from("b"),
+                            ]
+                            .into(),
+                        ),
+                    ),
+                ])
+                .start(&tracer);
+            let context = opentelemetry::Context::current_with_span(root);
+            let mut child = tracer
+                .span_builder("charge card")
+                .with_kind(SpanKind::Client)
+                .start_with_context(&tracer, &context);
+            child.add_event("retry", vec![KeyValue::new("attempt", 2_i64)]);
+            child.set_status(Status::error("card declined"));
+            child.end();
+            let span = context.span();
+            let ids = (
+                span.span_context().trace_id(),
+                span.span_context().span_id(),
+            );
+            span.end();
+            ids
+        };
+        provider.force_flush().unwrap();
+        provider.shutdown().unwrap();
+
+        let found = get_trace_protobuf(&client, &server, &trace_id.to_string())
+            .await
+            .unwrap_or_else(|| panic!("{transport}: trace {trace_id} not found"));
+        let batches = found.trace.unwrap().resource_spans;
+        let spans: Vec<_> = batches
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .collect();
+        assert_eq!(spans.len(), 2, "{transport}");
+        let service = batches[0]
+            .resource
+            .as_ref()
+            .unwrap()
+            .attributes
+            .iter()
+            .find(|kv| kv.key == "service.name")
+            .unwrap();
+        assert_eq!(
+            format!("{:?}", service.value),
+            format!(
+                "{:?}",
+                Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                    value: Some(
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                            format!("exporter-{transport}")
+                        )
+                    )
+                })
+            )
+        );
+        let root = spans.iter().find(|s| s.name == "checkout").unwrap();
+        assert_eq!(root.span_id, root_id.to_bytes().to_vec());
+        assert!(root.parent_span_id.is_empty());
+        assert_eq!(root.kind, 2);
+        let attrs: Vec<String> = root
+            .attributes
+            .iter()
+            .map(|kv| format!("{}={:?}", kv.key, kv.value.as_ref().unwrap().value))
+            .collect();
+        for expected in [
+            "http.request.method=Some(StringValue(\"POST\"))",
+            "http.response.status_code=Some(IntValue(201))",
+            "app.ratio=Some(DoubleValue(0.25))",
+            "app.cached=Some(BoolValue(true))",
+        ] {
+            assert!(
+                attrs.iter().any(|a| a == expected),
+                "{transport}: {expected} missing from {attrs:?}"
+            );
+        }
+        assert!(
+            attrs
+                .iter()
+                .any(|a| a.starts_with("app.tags=Some(ArrayValue")),
+            "{attrs:?}"
+        );
+        let child = spans.iter().find(|s| s.name == "charge card").unwrap();
+        assert_eq!(child.parent_span_id, root.span_id);
+        assert_eq!(child.events[0].name, "retry");
+        let status = child.status.as_ref().unwrap();
+        assert_eq!((status.code, status.message.as_str()), (2, "card declined"));
+    }
+}
