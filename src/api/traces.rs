@@ -127,7 +127,23 @@ async fn find(
         })?;
     let inspected = found.inspected_bytes;
     parts.push(found.resource_spans);
-    Ok((combine(parts), inspected))
+    let mut trace = combine(parts);
+    fill_required_fields(&mut trace);
+    Ok((trace, inspected))
+}
+
+/// Grafana's decoder expects a resource, a scope and a status on every batch and span, even
+/// when the client sent none.
+fn fill_required_fields(trace: &mut [ResourceSpans]) {
+    for rs in trace {
+        rs.resource.get_or_insert_with(Default::default);
+        for ss in &mut rs.scope_spans {
+            ss.scope.get_or_insert_with(Default::default);
+            for span in &mut ss.spans {
+                span.status.get_or_insert_with(Default::default);
+            }
+        }
+    }
 }
 
 pub async fn trace_v1(

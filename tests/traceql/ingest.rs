@@ -314,14 +314,19 @@ async fn bad_otlp_requests_get_4xx_with_a_message() {
     let found = get_trace_protobuf(&client, &server, "5b8efff798038103d269b633813fc60d")
         .await
         .unwrap();
-    let spans: Vec<_> = found
-        .trace
-        .unwrap()
-        .resource_spans
+    // The request had no resource, scope or status: Grafana needs them present anyway.
+    let batches = found.trace.unwrap().resource_spans;
+    assert!(
+        batches
+            .iter()
+            .all(|r| r.resource.is_some() && r.scope_spans.iter().all(|s| s.scope.is_some()))
+    );
+    let spans: Vec<_> = batches
         .into_iter()
         .flat_map(|r| r.scope_spans)
         .flat_map(|s| s.spans)
         .collect();
+    assert!(spans.iter().all(|s| s.status.is_some()));
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].name, "good");
     assert!(server.child.log().lines().all(|l| !l.contains("panicked")));
