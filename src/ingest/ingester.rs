@@ -2,6 +2,10 @@
 //! with no new span for `trace_idle_period` moves to the tenant's head block; the head block
 //! is cut by age or size and written as a block. Live, head and in-flight blocks stay readable
 //! until the block is in the blocklist. On start the WAL is replayed.
+//!
+//! Traces are held protobuf-encoded (an `ExportTraceServiceRequest` per trace; appending two
+//! encodings concatenates their resource-spans), which is several times smaller than decoded
+//! OTLP structs; they are decoded one trace at a time when read or written to a block.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -17,10 +21,12 @@ use prost::Message;
 use super::metrics;
 use super::wal::{SyncPolicy, Wal, WalError};
 use crate::storage::block::BlockError;
-use crate::storage::{BlockOptions, Blocklist, TraceId, split_by_trace, write_block};
+use crate::storage::{BlockOptions, BlockWriter, Blocklist, TraceId, split_by_trace};
 
 /// Traces of one tenant grouped by id.
 pub type Traces = BTreeMap<TraceId, Vec<ResourceSpans>>;
+/// Traces of one tenant by id, each an encoded `ExportTraceServiceRequest`.
+type EncodedTraces = BTreeMap<TraceId, Vec<u8>>;
 
 #[derive(Debug, Clone)]
 pub struct IngesterOptions {
@@ -62,19 +68,18 @@ pub struct Refused {
 }
 
 struct LiveTrace {
-    batches: Vec<ResourceSpans>,
-    bytes: u64,
+    encoded: Vec<u8>,
     last_append: Instant,
 }
 
 #[derive(Default)]
 struct TenantState {
     live: HashMap<TraceId, LiveTrace>,
-    head: Traces,
+    head: EncodedTraces,
     head_bytes: u64,
     head_since: Option<Instant>,
     /// Head blocks being written: still readable until they are in the blocklist.
-    flushing: Vec<Arc<Traces>>,
+    flushing: Vec<Arc<EncodedTraces>>,
 }
 
 pub struct Ingester {
@@ -91,8 +96,18 @@ pub struct Ingester {
     flush_failures: AtomicU64,
 }
 
-fn trace_bytes(batches: &[ResourceSpans]) -> u64 {
-    batches.iter().map(|b| b.encoded_len() as u64).sum()
+fn encode(batches: Vec<ResourceSpans>) -> Vec<u8> {
+    ExportTraceServiceRequest {
+        resource_spans: batches,
+    }
+    .encode_to_vec()
+}
+
+fn decode(encoded: &[u8]) -> Vec<ResourceSpans> {
+    // Only this process encoded these bytes.
+    ExportTraceServiceRequest::decode(encoded)
+        .map(|r| r.resource_spans)
+        .unwrap_or_default()
 }
 
 impl Ingester {
@@ -122,7 +137,8 @@ impl Ingester {
                 Ok(request) => {
                     let (traces, _) = split_by_trace(request.resource_spans);
                     replayed += traces.len();
-                    ingester.insert(&record.tenant, traces);
+                    let encoded = traces.into_iter().map(|(id, t)| (id, encode(t))).collect();
+                    ingester.insert(&record.tenant, encoded);
                 }
                 Err(error) => tracing::warn!(%error, "skipping an undecodable WAL record"),
             }
@@ -135,78 +151,86 @@ impl Ingester {
 
     /// Logs and holds the spans of one request. Returns once they are durable, with what was
     /// refused for making a trace too large.
-    pub async fn push(&self, tenant: &str, mut traces: Traces) -> Result<Refused, PushError> {
+    pub async fn push(&self, tenant: &str, traces: Traces) -> Result<Refused, PushError> {
         let held = self.held_bytes.load(Ordering::Relaxed);
         if held > self.options.max_memory_bytes {
             return Err(PushError::Overloaded { held });
         }
-        let refused = self.refuse_oversized(tenant, &mut traces);
-        if traces.is_empty() {
-            return Ok(refused);
-        }
-        let request = ExportTraceServiceRequest {
-            resource_spans: traces.values().flatten().cloned().collect(),
-        };
-        let _shared = self.cut_lock.read().await;
-        self.wal.append(tenant, &request.encode_to_vec()).await?;
-        self.insert(tenant, traces);
-        Ok(refused)
-    }
-
-    /// Drops the traces that would grow past the per-trace limit (counting what is held now).
-    fn refuse_oversized(&self, tenant: &str, traces: &mut Traces) -> Refused {
-        let limit = self.options.max_bytes_per_trace;
         let mut refused = Refused {
-            limit,
+            limit: self.options.max_bytes_per_trace,
             ..Refused::default()
         };
-        if limit == 0 {
-            return refused;
-        }
-        let tenants = self.tenants.lock().expect("ingester lock");
-        let state = tenants.get(tenant);
-        traces.retain(|id, batches| {
-            let held = state
-                .map(|s| {
-                    s.live.get(id).map_or(0, |t| t.bytes)
-                        + s.head.get(id).map_or(0, |t| trace_bytes(t))
-                })
-                .unwrap_or(0);
-            if held + trace_bytes(batches) <= limit {
-                return true;
-            }
-            refused.traces += 1;
-            refused.spans += batches
+        let mut encoded: EncodedTraces = BTreeMap::new();
+        for (id, batches) in traces {
+            let spans: usize = batches
                 .iter()
                 .flat_map(|b| &b.scope_spans)
                 .map(|s| s.spans.len())
-                .sum::<usize>();
-            false
-        });
-        refused
+                .sum();
+            let bytes = encode(batches);
+            if self.too_large(tenant, &id, bytes.len() as u64) {
+                refused.traces += 1;
+                refused.spans += spans;
+                continue;
+            }
+            encoded.insert(id, bytes);
+        }
+        if encoded.is_empty() {
+            return Ok(refused);
+        }
+        // Concatenated encodings are one request with every trace's resource-spans.
+        let record: Vec<u8> = encoded.values().flatten().copied().collect();
+        let _shared = self.cut_lock.read().await;
+        self.wal.append(tenant, &record).await?;
+        self.insert(tenant, encoded);
+        Ok(refused)
     }
 
-    fn insert(&self, tenant: &str, traces: Traces) {
+    /// Whether `bytes` more would grow trace `id` past the per-trace limit.
+    fn too_large(&self, tenant: &str, id: &TraceId, bytes: u64) -> bool {
+        let limit = self.options.max_bytes_per_trace;
+        if limit == 0 {
+            return false;
+        }
+        let tenants = self.tenants.lock().expect("ingester lock");
+        let held = tenants
+            .get(tenant)
+            .map(|s| {
+                s.live.get(id).map_or(0, |t| t.encoded.len() as u64)
+                    + s.head.get(id).map_or(0, |t| t.len() as u64)
+            })
+            .unwrap_or(0);
+        held + bytes > limit
+    }
+
+    fn insert(&self, tenant: &str, traces: EncodedTraces) {
         let now = Instant::now();
         let mut tenants = self.tenants.lock().expect("ingester lock");
         let state = tenants.entry(tenant.to_string()).or_default();
-        for (id, batches) in traces {
-            let bytes = trace_bytes(&batches);
+        for (id, encoded) in traces {
+            let bytes = encoded.len() as u64;
             self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
             // A late span of a trace already in the head block joins it there.
             if let Some(head) = state.head.get_mut(&id) {
-                head.extend(batches);
+                head.extend_from_slice(&encoded);
                 state.head_bytes += bytes;
                 continue;
             }
-            let live = state.live.entry(id).or_insert_with(|| LiveTrace {
-                batches: Vec::new(),
-                bytes: 0,
-                last_append: now,
-            });
-            live.batches.extend(batches);
-            live.bytes += bytes;
-            live.last_append = now;
+            match state.live.get_mut(&id) {
+                Some(live) => {
+                    live.encoded.extend_from_slice(&encoded);
+                    live.last_append = now;
+                }
+                None => {
+                    state.live.insert(
+                        id,
+                        LiveTrace {
+                            encoded,
+                            last_append: now,
+                        },
+                    );
+                }
+            }
         }
     }
 
@@ -218,14 +242,14 @@ impl Ingester {
         };
         let mut parts = Vec::new();
         if let Some(live) = state.live.get(id) {
-            parts.push(live.batches.clone());
+            parts.push(decode(&live.encoded));
         }
         if let Some(head) = state.head.get(id) {
-            parts.push(head.clone());
+            parts.push(decode(head));
         }
         for flushing in &state.flushing {
             if let Some(trace) = flushing.get(id) {
-                parts.push(trace.clone());
+                parts.push(decode(trace));
             }
         }
         parts
@@ -260,8 +284,12 @@ impl Ingester {
                     .collect();
                 for id in idle {
                     let trace = state.live.remove(&id).expect("listed");
-                    state.head_bytes += trace.bytes;
-                    state.head.entry(id).or_default().extend(trace.batches);
+                    state.head_bytes += trace.encoded.len() as u64;
+                    state
+                        .head
+                        .entry(id)
+                        .or_default()
+                        .extend_from_slice(&trace.encoded);
                     state.head_since.get_or_insert(now);
                 }
                 metrics::LIVE_TRACES
@@ -294,7 +322,7 @@ impl Ingester {
                 let mut cut = Vec::new();
                 for (tenant, state) in tenants.iter_mut() {
                     for live in state.live.values() {
-                        relog.push((tenant.clone(), live.batches.clone()));
+                        relog.push((tenant.clone(), live.encoded.clone()));
                     }
                     if !state.head.is_empty() {
                         let head = Arc::new(std::mem::take(&mut state.head));
@@ -306,11 +334,8 @@ impl Ingester {
                 }
                 (relog, cut)
             };
-            for (tenant, batches) in relog {
-                let request = ExportTraceServiceRequest {
-                    resource_spans: batches,
-                };
-                self.wal.append(&tenant, &request.encode_to_vec()).await?;
+            for (tenant, encoded) in relog {
+                self.wal.append(&tenant, &encoded).await?;
             }
             (segment, cut)
         };
@@ -318,14 +343,8 @@ impl Ingester {
         let mut written = 0;
         let mut failed = None;
         for (tenant, head) in cut {
-            let result = write_block(
-                self.store.clone(),
-                &tenant,
-                self.options.block.clone(),
-                head.iter(),
-            )
-            .await;
-            let bytes: u64 = head.values().map(|t| trace_bytes(t)).sum();
+            let result = self.write_head(&tenant, &head).await;
+            let bytes: u64 = head.values().map(|t| t.len() as u64).sum();
             let mut tenants = self.tenants.lock().expect("ingester lock");
             let state = tenants.entry(tenant.clone()).or_default();
             state.flushing.retain(|f| !Arc::ptr_eq(f, &head));
@@ -344,8 +363,12 @@ impl Ingester {
                     metrics::FLUSH_FAILURES.inc();
                     // Back into the head block, to be cut again at the next tick.
                     let head = Arc::try_unwrap(head).unwrap_or_else(|shared| (*shared).clone());
-                    for (id, batches) in head {
-                        state.head.entry(id).or_default().extend(batches);
+                    for (id, encoded) in head {
+                        state
+                            .head
+                            .entry(id)
+                            .or_default()
+                            .extend_from_slice(&encoded);
                     }
                     state.head_bytes += bytes;
                     state.head_since.get_or_insert(Instant::now());
@@ -360,6 +383,19 @@ impl Ingester {
                 Ok(written)
             }
         }
+    }
+
+    /// Writes one head block, decoding a trace at a time.
+    async fn write_head(
+        &self,
+        tenant: &str,
+        head: &EncodedTraces,
+    ) -> Result<crate::storage::BlockMeta, BlockError> {
+        let mut writer = BlockWriter::new(self.store.clone(), tenant, self.options.block.clone())?;
+        for (id, encoded) in head {
+            writer.append_trace(*id, &decode(encoded)).await?;
+        }
+        writer.finish().await
     }
 
     /// Ticks every second until aborted.
