@@ -43,7 +43,10 @@ impl TraceService for OtlpGrpc {
         let tenant = self
             .distributor
             .tenant(org_id.as_deref())
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+            .map_err(|e| match e {
+                DistributorError::MissingTenant => Status::unauthenticated(e.to_string()),
+                _ => Status::invalid_argument(e.to_string()),
+            })?;
         match self.distributor.push(&tenant, request.into_inner()).await {
             Ok(outcome) => Ok(Response::new(ExportTraceServiceResponse {
                 partial_success: (outcome.rejected_spans > 0).then(|| ExportTracePartialSuccess {

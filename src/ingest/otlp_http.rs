@@ -157,11 +157,19 @@ async fn export(
     let org_id = headers.get("x-scope-orgid").and_then(|v| v.to_str().ok());
     let tenant = match distributor.tenant(org_id) {
         Ok(tenant) => tenant,
-        Err(e) => {
+        Err(e @ DistributorError::MissingTenant) => {
             return error(
                 encoding,
                 StatusCode::UNAUTHORIZED,
                 UNAUTHENTICATED,
+                e.to_string(),
+            );
+        }
+        Err(e) => {
+            return error(
+                encoding,
+                StatusCode::BAD_REQUEST,
+                INVALID_ARGUMENT,
                 e.to_string(),
             );
         }
