@@ -281,18 +281,36 @@ async fn bad_otlp_requests_get_4xx_with_a_message() {
             "Content-Encoding",
         ),
         (
-            "oversized",
-            post("application/x-protobuf", None, vec![0u8; 40 << 20])
-                .await
-                .unwrap(),
+            // 40 MiB of zeros in a 40 KiB gzip body: refused after decompressing 32 MiB.
+            "oversized after decompression",
+            post(
+                "application/x-protobuf",
+                Some("gzip"),
+                gzip(&vec![0u8; 40 << 20]),
+            )
+            .await
+            .unwrap(),
             413,
-            "",
+            "larger than",
         ),
     ];
     for (name, response, status, needle) in cases {
         assert_eq!(response.status().as_u16(), status, "{name}");
         let body = response.text().await.unwrap();
         assert!(body.contains(needle), "{name}: {body}");
+    }
+
+    // A body over the limit is refused with 413 as soon as its length is known; the server may
+    // close the connection before the client has finished writing, which is also a refusal.
+    match post("application/x-protobuf", None, vec![0u8; 40 << 20]).await {
+        Ok(response) => assert_eq!(response.status(), 413),
+        Err(e) => {
+            let detail = format!("{e:?}");
+            assert!(
+                detail.contains("BrokenPipe") || detail.contains("ConnectionReset"),
+                "{detail}"
+            );
+        }
     }
 
     // Spans with bad ids are refused by count and reason; the good ones are kept.
