@@ -1,6 +1,7 @@
 //! The `tracefusion` command line. Each subcommand parses its arguments and calls the library.
 
 mod blocks;
+mod sql;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,6 +91,23 @@ pub enum Command {
         #[command(subcommand)]
         command: blocks::BlocksCommand,
     },
+    /// Run SQL over a tenant's span table (`spans`) in the configured store.
+    #[command(
+        long_about = "Run SQL (DataFusion's dialect) over the span table of a tenant's \
+        blocks, registered as `spans`. The columns are listed in the README; typed attribute \
+        maps are indexed by key.\n\n\
+        Examples:\n  tracefusion sql \"SELECT service_name, count(*) FROM spans GROUP BY 1 ORDER BY 2 DESC\"\n  \
+        tracefusion sql \"SELECT name, duration_ns FROM spans WHERE span_attr_int['http.response.status_code'] >= 500\""
+    )]
+    Sql {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Tenant whose blocks to query.
+        #[arg(long, default_value = "single-tenant")]
+        tenant: String,
+        /// The SQL query.
+        query: String,
+    },
     /// Generate deterministic synthetic traces as OTLP files or blocks.
     #[command(
         long_about = "Generate synthetic traces from a seeded microservice topology \
@@ -136,6 +154,11 @@ pub fn run() -> ExitCode {
             command,
         } => blocks::blocks(&config, &tenant, command),
         Command::Generate(args) => blocks::generate(args),
+        Command::Sql {
+            config,
+            tenant,
+            query,
+        } => sql::sql(&config, &tenant, &query),
         Command::Config { config, reference } => {
             if reference {
                 print!("{}", reference_markdown());

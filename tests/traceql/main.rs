@@ -7,5 +7,6 @@ mod corpus;
 mod ingest;
 mod parse;
 mod serve;
+mod sql;
 mod storage;
 mod support;

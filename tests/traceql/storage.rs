@@ -653,6 +653,23 @@ fn block_tools_on_the_command_line() {
         serde_json::from_slice(&out.stdout).expect("OTLP/JSON");
     assert_eq!(canonical(&request.resource_spans), canonical(trace));
 
+    // SQL over the same blocks.
+    let spans: u64 = metas.iter().map(|m| m.total_spans).sum();
+    let out = run(&[
+        "sql",
+        "--config",
+        config,
+        "SELECT count(*) AS spans FROM spans",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(&format!("| {spans} ")),
+        "{text}"
+    );
+    let out = run(&["sql", "--config", config, "SELECT nope FROM spans"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No field named nope"));
+
     let out = run(&["blocks", "--config", config, "trace", "not-hex"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not hexadecimal"));

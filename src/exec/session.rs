@@ -1,0 +1,31 @@
+//! Sessions over the block store: the store registered under [`BLOCK_STORE_URL`] and the
+//! tenant's span table as `spans`.
+
+use std::sync::Arc;
+
+use datafusion::error::Result;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use object_store::ObjectStore;
+
+use super::table::{BLOCK_STORE_URL, BlocksTable};
+use crate::config::DedicatedColumn;
+use crate::storage::Blocklist;
+
+/// A session whose `spans` table is `tenant`'s blocks.
+pub fn span_session(
+    store: Arc<dyn ObjectStore>,
+    blocklist: Arc<Blocklist>,
+    tenant: &str,
+    dedicated: &[DedicatedColumn],
+) -> Result<SessionContext> {
+    let config = SessionConfig::new().with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    let url = ObjectStoreUrl::parse(BLOCK_STORE_URL)?;
+    ctx.register_object_store(url.as_ref(), store);
+    ctx.register_table(
+        "spans",
+        Arc::new(BlocksTable::new(blocklist, tenant, dedicated)),
+    )?;
+    Ok(ctx)
+}

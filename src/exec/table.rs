@@ -1,0 +1,120 @@
+//! The span table of a tenant as a DataFusion [`TableProvider`]: one Parquet file per block,
+//! read through the block store. Blocks are pruned by their metas; filters go into the Parquet
+//! scan as a predicate (row-group statistics, page index, late materialization).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, Result};
+use datafusion::datasource::TableProvider;
+use datafusion::datasource::TableType;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+
+use crate::config::DedicatedColumn;
+use crate::storage::Blocklist;
+use crate::storage::block::DATA_FILE;
+use crate::storage::schema::span_schema;
+
+/// The URL the block store is registered under in a session.
+pub const BLOCK_STORE_URL: &str = "tracefusion://blocks";
+
+/// A tenant's blocks as one table.
+pub struct BlocksTable {
+    blocklist: Arc<Blocklist>,
+    tenant: String,
+    schema: SchemaRef,
+}
+
+impl std::fmt::Debug for BlocksTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlocksTable")
+            .field("tenant", &self.tenant)
+            .field("blocks", &self.blocklist.blocks(&self.tenant).len())
+            .finish()
+    }
+}
+
+impl BlocksTable {
+    /// The table has the columns of a block written with `dedicated` columns; blocks written
+    /// with other dedicated columns read the missing ones as null.
+    pub fn new(blocklist: Arc<Blocklist>, tenant: &str, dedicated: &[DedicatedColumn]) -> Self {
+        Self {
+            blocklist,
+            tenant: tenant.to_string(),
+            schema: span_schema(dedicated),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for BlocksTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Pruning is by statistics and pages: rows still need the filter above the scan.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let blocks = self.blocklist.blocks(&self.tenant);
+        if blocks.is_empty() {
+            let schema = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => self.schema.clone(),
+            };
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        let files: Vec<PartitionedFile> = blocks
+            .iter()
+            .map(|meta| {
+                PartitionedFile::new(meta.object(DATA_FILE).to_string(), meta.size)
+                    .with_metadata_size_hint(meta.footer_size as usize)
+            })
+            .collect();
+        let mut source = ParquetSource::new(self.schema.clone())
+            .with_pushdown_filters(true)
+            .with_enable_page_index(true);
+        if let Some(predicate) = conjunction(filters.iter().cloned()) {
+            let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+            source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+        }
+        // One group per block, up to the session's parallelism.
+        let partitions = state.config().target_partitions().max(1);
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions.min(files.len())];
+        for (i, file) in files.into_iter().enumerate() {
+            let n = groups.len();
+            groups[i % n].push(file);
+        }
+        let config =
+            FileScanConfigBuilder::new(ObjectStoreUrl::parse(BLOCK_STORE_URL)?, Arc::new(source))
+                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
