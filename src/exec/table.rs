@@ -21,8 +21,73 @@ use datafusion::physical_plan::empty::EmptyExec;
 
 use crate::config::DedicatedColumn;
 use crate::storage::Blocklist;
-use crate::storage::block::DATA_FILE;
-use crate::storage::schema::span_schema;
+use crate::storage::block::{BlockMeta, DATA_FILE};
+use crate::storage::schema::{START_TIME, span_schema};
+
+/// Bounds on `start_time` implied by the filters, in Unix nanoseconds (inclusive), used to
+/// skip blocks by their metas before any file is opened.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct StartTimeWindow {
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+impl StartTimeWindow {
+    fn from_filters(filters: &[Expr]) -> Self {
+        let mut window = Self::default();
+        for filter in filters {
+            window.narrow(filter);
+        }
+        window
+    }
+
+    fn narrow(&mut self, filter: &Expr) {
+        use datafusion::logical_expr::{BinaryExpr, Operator};
+        use datafusion::scalar::ScalarValue;
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = filter else {
+            return;
+        };
+        if *op == Operator::And {
+            self.narrow(left);
+            self.narrow(right);
+            return;
+        }
+        // `start_time <op> literal`, or the literal first with the operator mirrored.
+        let (op, value) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) if c.name == START_TIME => (*op, v),
+            (Expr::Literal(v, _), Expr::Column(c)) if c.name == START_TIME => match op.swap() {
+                Some(op) => (op, v),
+                None => return,
+            },
+            _ => return,
+        };
+        let ScalarValue::TimestampNanosecond(Some(nanos), _) = value else {
+            return;
+        };
+        let nanos = *nanos;
+        let (from, to) = match op {
+            Operator::Eq => (Some(nanos), Some(nanos)),
+            Operator::Gt => (nanos.checked_add(1), None),
+            Operator::GtEq => (Some(nanos), None),
+            Operator::Lt => (None, nanos.checked_sub(1)),
+            Operator::LtEq => (None, Some(nanos)),
+            _ => return,
+        };
+        if let Some(from) = from {
+            self.from = Some(self.from.map_or(from, |f| f.max(from)));
+        }
+        if let Some(to) = to {
+            self.to = Some(self.to.map_or(to, |t| t.min(to)));
+        }
+    }
+
+    /// A block holds span starts in `[meta.start_time, meta.end_time]`.
+    fn may_overlap(&self, meta: &BlockMeta) -> bool {
+        let start = meta.start_time.timestamp_nanos_opt().unwrap_or(i64::MIN);
+        let end = meta.end_time.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        self.from.is_none_or(|from| end >= from) && self.to.is_none_or(|to| start <= to)
+    }
+}
 
 /// The URL the block store is registered under in a session.
 pub const BLOCK_STORE_URL: &str = "tracefusion://blocks";
@@ -80,7 +145,14 @@ impl TableProvider for BlocksTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let blocks = self.blocklist.blocks(&self.tenant);
+        let window = StartTimeWindow::from_filters(filters);
+        let blocks: Vec<_> = self
+            .blocklist
+            .blocks(&self.tenant)
+            .iter()
+            .filter(|meta| window.may_overlap(meta))
+            .cloned()
+            .collect();
         if blocks.is_empty() {
             let schema = match projection {
                 Some(p) => Arc::new(self.schema.project(p)?),
