@@ -10,7 +10,7 @@ use object_store::ObjectStore;
 
 use super::table::{BLOCK_STORE_URL, BlocksTable};
 use crate::config::DedicatedColumn;
-use crate::storage::Blocklist;
+use crate::storage::{Blocklist, TraceReader};
 
 /// A session whose `spans` table is `tenant`'s blocks.
 pub fn span_session(
@@ -19,13 +19,14 @@ pub fn span_session(
     tenant: &str,
     dedicated: &[DedicatedColumn],
 ) -> Result<SessionContext> {
+    let reader = Arc::new(TraceReader::new(store.clone(), blocklist));
     let config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
     let url = ObjectStoreUrl::parse(BLOCK_STORE_URL)?;
     ctx.register_object_store(url.as_ref(), store);
     ctx.register_table(
         "spans",
-        Arc::new(BlocksTable::new(blocklist, tenant, dedicated)),
+        Arc::new(BlocksTable::new(reader, tenant, dedicated)),
     )?;
     Ok(ctx)
 }

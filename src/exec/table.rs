@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
-use datafusion::common::{DFSchema, Result};
+use datafusion::common::{DFSchema, DataFusionError, Result};
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
@@ -20,9 +20,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 
 use crate::config::DedicatedColumn;
-use crate::storage::Blocklist;
 use crate::storage::block::{BlockMeta, DATA_FILE};
-use crate::storage::schema::{START_TIME, span_schema};
+use crate::storage::schema::{START_TIME, TRACE_ID, span_schema};
+use crate::storage::{TraceId, TraceReader};
 
 /// Bounds on `start_time` implied by the filters, in Unix nanoseconds (inclusive), used to
 /// skip blocks by their metas before any file is opened.
@@ -89,12 +89,41 @@ impl StartTimeWindow {
     }
 }
 
+/// The trace id of a `trace_id = <16-byte literal>` filter.
+fn trace_id_equality(filter: &Expr) -> Option<TraceId> {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    use datafusion::scalar::ScalarValue;
+    let Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: Operator::Eq,
+        right,
+    }) = filter
+    else {
+        return None;
+    };
+    let value = match (left.as_ref(), right.as_ref()) {
+        (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c))
+            if c.name == TRACE_ID =>
+        {
+            v
+        }
+        _ => return None,
+    };
+    match value {
+        ScalarValue::FixedSizeBinary(16, Some(bytes)) | ScalarValue::Binary(Some(bytes)) => {
+            Some(TraceId(bytes.as_slice().try_into().ok()?))
+        }
+        _ => None,
+    }
+}
+
 /// The URL the block store is registered under in a session.
 pub const BLOCK_STORE_URL: &str = "tracefusion://blocks";
 
 /// A tenant's blocks as one table.
 pub struct BlocksTable {
-    blocklist: Arc<Blocklist>,
+    /// The blocklist, and the cached bloom filters for trace id filters.
+    reader: Arc<TraceReader>,
     tenant: String,
     schema: SchemaRef,
 }
@@ -103,7 +132,10 @@ impl std::fmt::Debug for BlocksTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlocksTable")
             .field("tenant", &self.tenant)
-            .field("blocks", &self.blocklist.blocks(&self.tenant).len())
+            .field(
+                "blocks",
+                &self.reader.blocklist().blocks(&self.tenant).len(),
+            )
             .finish()
     }
 }
@@ -111,9 +143,9 @@ impl std::fmt::Debug for BlocksTable {
 impl BlocksTable {
     /// The table has the columns of a block written with `dedicated` columns; blocks written
     /// with other dedicated columns read the missing ones as null.
-    pub fn new(blocklist: Arc<Blocklist>, tenant: &str, dedicated: &[DedicatedColumn]) -> Self {
+    pub fn new(reader: Arc<TraceReader>, tenant: &str, dedicated: &[DedicatedColumn]) -> Self {
         Self {
-            blocklist,
+            reader,
             tenant: tenant.to_string(),
             schema: span_schema(dedicated),
         }
@@ -146,13 +178,28 @@ impl TableProvider for BlocksTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let window = StartTimeWindow::from_filters(filters);
-        let blocks: Vec<_> = self
-            .blocklist
+        let mut blocks: Vec<_> = self
+            .reader
+            .blocklist()
             .blocks(&self.tenant)
             .iter()
             .filter(|meta| window.may_overlap(meta))
             .cloned()
             .collect();
+        if let Some(id) = filters.iter().find_map(trace_id_equality) {
+            let mut holding = Vec::with_capacity(blocks.len());
+            for meta in blocks {
+                let may_hold = self
+                    .reader
+                    .may_hold(&meta, &id)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                if may_hold {
+                    holding.push(meta);
+                }
+            }
+            blocks = holding;
+        }
         if blocks.is_empty() {
             let schema = match projection {
                 Some(p) => Arc::new(self.schema.project(p)?),

@@ -155,6 +155,11 @@ impl TraceReader {
         })
     }
 
+    /// Whether block `meta` may hold trace `id`: its id range, then its (cached) bloom filter.
+    pub async fn may_hold(&self, meta: &BlockMeta, id: &TraceId) -> Result<bool, BlockError> {
+        Ok(meta.may_contain(id) && self.bloom(meta).await?.check(&id.0[..]))
+    }
+
     async fn bloom(&self, meta: &BlockMeta) -> Result<Arc<Sbbf>, BlockError> {
         if let Some(bloom) = self.blooms.get(&meta.block_id) {
             return Ok(bloom);

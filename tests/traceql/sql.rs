@@ -227,3 +227,59 @@ async fn start_time_filters_skip_blocks_by_meta() {
         expected as i64
     );
 }
+
+/// A `trace_id = …` filter opens only the blocks whose bloom filter may hold the id, even when
+/// every block's id range covers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_id_filters_open_only_blocks_that_may_hold_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = TraceStorageConfig::default();
+    config.local.path = dir.path().join("blocks");
+    let store = open_store(&config).unwrap();
+    let traces = generate(81, 400);
+    let mut shards: Vec<crate::storage::Traces> = vec![Default::default(); 10];
+    for (i, (id, t)) in traces.iter().enumerate() {
+        shards[i % 10].insert(*id, t.clone());
+    }
+    let mut holder = None;
+    let (id, trace) = traces.iter().nth(200).unwrap();
+    for shard in &shards {
+        let meta = write_block(
+            store.clone(),
+            "single-tenant",
+            BlockOptions::default(),
+            shard.iter(),
+        )
+        .await
+        .unwrap();
+        if shard.contains_key(id) {
+            holder = Some(meta.block_id);
+        }
+    }
+    let blocklist = Arc::new(Blocklist::new(store.clone()));
+    blocklist.poll().await.unwrap();
+    let ctx = span_session(store.clone(), blocklist, "single-tenant", &[]).unwrap();
+    let sql = format!("SELECT count(*) FROM spans WHERE trace_id = X'{id}'");
+    let plan = ctx
+        .sql(&format!("EXPLAIN {sql}"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string();
+    assert!(text.contains(&holder.unwrap().to_string()), "{text}");
+    let files = text.matches("data.parquet").count();
+    assert!(
+        files <= 2,
+        "{files} block files in the plan (one holds the trace):\n{text}"
+    );
+    let spans: usize = trace
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    assert_eq!(count(&ctx, &sql).await, spans as i64);
+}
