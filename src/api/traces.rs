@@ -109,6 +109,8 @@ async fn find(
     } else {
         crate::ingest::distributor::SINGLE_TENANT.to_string()
     };
+    // Memory before blocks: the ingester lists a block before dropping its traces from
+    // memory, so in this order a trace being flushed is always seen in one or the other.
     let mut parts = sources
         .ingester
         .as_ref()

@@ -345,13 +345,17 @@ impl Ingester {
         for (tenant, head) in cut {
             let result = self.write_head(&tenant, &head).await;
             let bytes: u64 = head.values().map(|t| t.len() as u64).sum();
+            // Readers look in memory first, then in the blocklist: the block must be listed
+            // before its traces leave memory, or a reader in between would find neither.
+            if let Ok(meta) = &result {
+                self.blocklist.insert(meta.clone());
+            }
             let mut tenants = self.tenants.lock().expect("ingester lock");
             let state = tenants.entry(tenant.clone()).or_default();
             state.flushing.retain(|f| !Arc::ptr_eq(f, &head));
             match result {
                 Ok(meta) => {
                     tracing::info!(block = %meta.block_id, tenant, traces = meta.total_traces, spans = meta.total_spans, bytes = meta.size, "block written");
-                    self.blocklist.insert(meta);
                     self.held_bytes.fetch_sub(bytes, Ordering::Relaxed);
                     self.blocks_flushed.fetch_add(1, Ordering::Relaxed);
                     metrics::BLOCKS_FLUSHED.inc();
