@@ -8,8 +8,9 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 
-use super::table::{BLOCK_STORE_URL, BlocksTable};
+use super::table::{BLOCK_STORE_URL, BlocksTable, LiveTable, SpansTable};
 use crate::config::DedicatedColumn;
+use crate::ingest::ingester::Ingester;
 use crate::storage::{Blocklist, TraceReader};
 
 /// A session whose `spans` table is `tenant`'s blocks.
@@ -28,5 +29,26 @@ pub fn span_session(
         "spans",
         Arc::new(BlocksTable::new(reader, tenant, dedicated)),
     )?;
+    Ok(ctx)
+}
+
+/// A session whose `spans` table is `tenant`'s blocks together with what `ingester` holds in
+/// memory: everything acknowledged, whether or not it has reached a block yet.
+pub fn serving_session(
+    store: Arc<dyn ObjectStore>,
+    reader: Arc<TraceReader>,
+    ingester: Arc<Ingester>,
+    tenant: &str,
+    dedicated: &[DedicatedColumn],
+) -> Result<SessionContext> {
+    let config = SessionConfig::new().with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    let url = ObjectStoreUrl::parse(BLOCK_STORE_URL)?;
+    ctx.register_object_store(url.as_ref(), store);
+    let table = SpansTable::new(
+        BlocksTable::new(reader, tenant, dedicated),
+        LiveTable::new(ingester, tenant, dedicated),
+    );
+    ctx.register_table("spans", Arc::new(table))?;
     Ok(ctx)
 }

@@ -11,6 +11,7 @@ use datafusion::common::{DFSchema, DataFusionError, Result};
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -18,8 +19,10 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
 
 use crate::config::DedicatedColumn;
+use crate::ingest::ingester::Ingester;
 use crate::storage::block::{BlockMeta, DATA_FILE};
 use crate::storage::schema::{START_TIME, TRACE_ID, span_schema};
 use crate::storage::{TraceId, TraceReader};
@@ -235,5 +238,101 @@ impl TableProvider for BlocksTable {
                 .with_limit(limit)
                 .build();
         Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+/// What a tenant's ingester holds in memory (live, head and flushing traces) as a table with
+/// the same schema as [`BlocksTable`]. Built when scanned, so a query sees the data acknowledged
+/// until then.
+pub struct LiveTable {
+    ingester: Arc<Ingester>,
+    tenant: String,
+    dedicated: Vec<DedicatedColumn>,
+    schema: SchemaRef,
+}
+
+impl std::fmt::Debug for LiveTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveTable")
+            .field("tenant", &self.tenant)
+            .finish()
+    }
+}
+
+impl LiveTable {
+    pub fn new(ingester: Arc<Ingester>, tenant: &str, dedicated: &[DedicatedColumn]) -> Self {
+        Self {
+            ingester,
+            tenant: tenant.to_string(),
+            dedicated: dedicated.to_vec(),
+            schema: span_schema(dedicated),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for LiveTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let batches = self.ingester.span_batches(&self.tenant, &self.dedicated)?;
+        let exec =
+            MemorySourceConfig::try_new_exec(&[batches], self.schema.clone(), projection.cloned())?;
+        Ok(exec)
+    }
+}
+
+/// Blocks and live data together: the `spans` table of a serving process.
+#[derive(Debug)]
+pub struct SpansTable {
+    blocks: BlocksTable,
+    live: LiveTable,
+}
+
+impl SpansTable {
+    pub fn new(blocks: BlocksTable, live: LiveTable) -> Self {
+        Self { blocks, live }
+    }
+}
+
+#[async_trait]
+impl TableProvider for SpansTable {
+    fn schema(&self) -> SchemaRef {
+        self.blocks.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let blocks = self.blocks.scan(state, projection, filters, limit).await?;
+        let live = self.live.scan(state, projection, filters, limit).await?;
+        UnionExec::try_new(vec![live, blocks])
     }
 }

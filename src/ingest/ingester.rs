@@ -234,6 +234,49 @@ impl Ingester {
         }
     }
 
+    /// Everything `tenant` has in memory as span-table record batches (with `dedicated`
+    /// columns), one trace at a time in trace id order; parts of a trace held in several
+    /// places (live and head) are combined first.
+    pub fn span_batches(
+        &self,
+        tenant: &str,
+        dedicated: &[crate::config::DedicatedColumn],
+    ) -> Result<Vec<arrow::array::RecordBatch>, arrow::error::ArrowError> {
+        // Copy the encoded traces out under the lock; decode and convert outside it.
+        let mut traces: BTreeMap<TraceId, Vec<Vec<u8>>> = BTreeMap::new();
+        {
+            let tenants = self.tenants.lock().expect("ingester lock");
+            let Some(state) = tenants.get(tenant) else {
+                return Ok(Vec::new());
+            };
+            for (id, live) in &state.live {
+                traces.entry(*id).or_default().push(live.encoded.clone());
+            }
+            for (id, head) in &state.head {
+                traces.entry(*id).or_default().push(head.clone());
+            }
+            for flushing in &state.flushing {
+                for (id, trace) in flushing.iter() {
+                    traces.entry(*id).or_default().push(trace.clone());
+                }
+            }
+        }
+        let mut builder = crate::storage::to_arrow::SpanBatchBuilder::new(dedicated);
+        let mut batches = Vec::new();
+        for (id, parts) in traces {
+            let combined = crate::storage::combine::combine(parts.iter().map(|p| decode(p)));
+            let spans = crate::storage::to_arrow::trace_span_refs(&combined);
+            builder.append_trace(id, &spans)?;
+            if builder.len() >= 8192 {
+                batches.push(builder.finish()?);
+            }
+        }
+        if !builder.is_empty() {
+            batches.push(builder.finish()?);
+        }
+        Ok(batches)
+    }
+
     /// Every part of trace `id` held in memory (live, head, being flushed).
     pub fn find_trace(&self, tenant: &str, id: &TraceId) -> Vec<Vec<ResourceSpans>> {
         let tenants = self.tenants.lock().expect("ingester lock");

@@ -283,3 +283,91 @@ async fn trace_id_filters_open_only_blocks_that_may_hold_the_trace() {
         .sum();
     assert_eq!(count(&ctx, &sql).await, spans as i64);
 }
+
+/// In a serving process `spans` is blocks and memory together: acknowledged spans are counted
+/// once whether they are live or already in a block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_covers_live_data_and_blocks() {
+    use std::time::Duration;
+    use tracefusion::exec::session::serving_session;
+    use tracefusion::ingest::ingester::{Ingester, IngesterOptions};
+    use tracefusion::ingest::wal::SyncPolicy;
+    use tracefusion::storage::TraceReader;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = TraceStorageConfig::default();
+    config.local.path = dir.path().join("blocks");
+    let store = open_store(&config).unwrap();
+    let blocklist = Arc::new(Blocklist::new(store.clone()));
+    let ingester = Ingester::open(
+        IngesterOptions {
+            trace_idle_period: Duration::from_secs(3600),
+            max_block_duration: Duration::from_secs(3600),
+            max_block_bytes: 1 << 30,
+            max_memory_bytes: 1 << 30,
+            max_bytes_per_trace: 0,
+            block: BlockOptions::default(),
+        },
+        &dir.path().join("wal"),
+        SyncPolicy::Never,
+        store.clone(),
+        blocklist.clone(),
+    )
+    .unwrap();
+    let reader = Arc::new(TraceReader::new(store.clone(), blocklist.clone()));
+    let dedicated = DedicatedColumn::defaults();
+    let ctx = serving_session(
+        store.clone(),
+        reader,
+        ingester.clone(),
+        "single-tenant",
+        &dedicated,
+    )
+    .unwrap();
+
+    let traces = generate(91, 300);
+    let entries: Vec<_> = traces.iter().map(|(k, v)| (*k, v.clone())).collect();
+    let (first, second) = entries.split_at(150);
+    ingester
+        .push("single-tenant", first.iter().cloned().collect())
+        .await
+        .unwrap();
+    let first_spans: usize = first
+        .iter()
+        .flat_map(|(_, t)| t)
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM spans").await,
+        first_spans as i64
+    );
+
+    // Flush the first half into a block, then the second half arrives live.
+    assert_eq!(ingester.tick(true).await.unwrap(), 1);
+    ingester
+        .push("single-tenant", second.iter().cloned().collect())
+        .await
+        .unwrap();
+    let all = spans(&traces);
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM spans").await,
+        all.len() as i64
+    );
+    assert_eq!(
+        count(&ctx, "SELECT count(DISTINCT trace_id) FROM spans").await,
+        traces.len() as i64
+    );
+    let redis = all
+        .iter()
+        .filter(|(_, s)| string_attr(&s.attributes, "db.system") == Some("redis"))
+        .count();
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM spans WHERE span_attr_str['db.system'] = 'redis'"
+        )
+        .await,
+        redis as i64
+    );
+}
