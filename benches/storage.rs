@@ -118,6 +118,48 @@ fn main() {
     let (cold, cold_read) = lookup(&cold_reader);
     let (warm, warm_read) = lookup(&cold_reader);
 
+    // SQL scans over the whole store (DataFusion over the span table), median of 3 runs.
+    let ctx = tracefusion::exec::session::span_session(
+        store.clone(),
+        blocklist.clone(),
+        "bench",
+        &tracefusion::config::DedicatedColumn::defaults(),
+    )
+    .unwrap();
+    let queries = [
+        ("count(*)", "SELECT count(*) FROM spans".to_string()),
+        (
+            "dedicated column = 500",
+            r#"SELECT count(*) FROM spans WHERE "span.http.response.status_code" = 500"#
+                .to_string(),
+        ),
+        (
+            "typed map: db.system = redis",
+            "SELECT count(*) FROM spans WHERE span_attr_str['db.system'] = 'redis'".to_string(),
+        ),
+        (
+            "group by service",
+            "SELECT service_name, count(*), avg(duration_ns) FROM spans GROUP BY 1".to_string(),
+        ),
+        (
+            "trace_id = (no time range)",
+            format!("SELECT * FROM spans WHERE trace_id = X'{}'", sample[7]),
+        ),
+    ];
+    let mut sql_rows = Vec::new();
+    for (name, sql) in &queries {
+        let mut times = Vec::new();
+        let before = store.counters();
+        for _ in 0..3 {
+            let started = Instant::now();
+            runtime.block_on(async { ctx.sql(sql).await.unwrap().collect().await.unwrap() });
+            times.push(started.elapsed());
+        }
+        let read = store.counters() - before;
+        times.sort();
+        sql_rows.push((name, times[1], read.get_bytes / 3));
+    }
+
     let n = sample.len() as u64;
     println!(
         "storage benchmark: {traces} traces, {spans} spans, {} blocks",
@@ -141,6 +183,13 @@ fn main() {
         println!(
             "    {group:<22} {:>8.2} bytes/span",
             *group_bytes as f64 / spans as f64
+        );
+    }
+    for (name, median, bytes) in &sql_rows {
+        println!(
+            "  sql {name:<30} median {:>8.1} ms  {:>10} bytes read",
+            median.as_secs_f64() * 1e3,
+            bytes
         );
     }
     for (name, latencies, read) in [("cold", &cold, cold_read), ("warm", &warm, warm_read)] {
