@@ -105,7 +105,13 @@ async fn find(
             .get("x-scope-orgid")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
-            .ok_or_else(|| (StatusCode::UNAUTHORIZED, "no org id").into_response())?
+            .ok_or_else(|| {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "no org id: multitenancy is enabled, send the tenant in the X-Scope-OrgID header",
+                )
+                    .into_response()
+            })?
     } else {
         crate::ingest::distributor::SINGLE_TENANT.to_string()
     };

@@ -115,7 +115,9 @@ pub fn blocks(config: &ConfigArgs, tenant: &str, command: BlocksCommand) -> Exit
             BlocksCommand::Trace { trace_id } => {
                 let id: TraceId = trace_id.parse()?;
                 let reader = TraceReader::new(store.clone(), blocklist.clone());
+                let before = store.counters();
                 let found = reader.find_trace(tenant, id, None).await?;
+                let read = store.counters() - before;
                 if found.resource_spans.is_empty() {
                     anyhow::bail!("trace {id} not found in {} blocks of tenant {tenant}", blocks.len());
                 }
@@ -123,7 +125,6 @@ pub fn blocks(config: &ConfigArgs, tenant: &str, command: BlocksCommand) -> Exit
                     resource_spans: found.resource_spans.clone(),
                 };
                 writeln!(out, "{}", serde_json::to_string_pretty(&request)?)?;
-                let read = store.counters();
                 eprintln!(
                     "{} spans; blocks: {} listed, {} in id/time range, {} past bloom, {} with the trace; {} row groups, {} pages; {} GETs, {} bytes",
                     found.span_count(),

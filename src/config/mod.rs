@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use reference::{KEY_DOCS, KeyDoc, SECRET_KEYS, default_values, reference_markdown};
-pub use values::{ByteSize, Duration, Endpoint};
+pub use values::{ByteSize, Duration, Endpoint, write_go_duration};
 
 /// Where the embedded defaults keep everything: WAL and blocks under one folder.
 pub const DEFAULT_DATA_DIR: &str = "./tracefusion-data";

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use datafusion::catalog::TableProvider;
 use datafusion::error::Result;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -13,6 +14,19 @@ use crate::config::DedicatedColumn;
 use crate::ingest::ingester::Ingester;
 use crate::storage::{Blocklist, TraceReader};
 
+/// A session that reads the block store, with `spans` as its table.
+fn session_with(
+    store: Arc<dyn ObjectStore>,
+    spans: Arc<dyn TableProvider>,
+) -> Result<SessionContext> {
+    let config = SessionConfig::new().with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    let url = ObjectStoreUrl::parse(BLOCK_STORE_URL)?;
+    ctx.register_object_store(url.as_ref(), store);
+    ctx.register_table("spans", spans)?;
+    Ok(ctx)
+}
+
 /// A session whose `spans` table is `tenant`'s blocks.
 pub fn span_session(
     store: Arc<dyn ObjectStore>,
@@ -21,15 +35,7 @@ pub fn span_session(
     dedicated: &[DedicatedColumn],
 ) -> Result<SessionContext> {
     let reader = Arc::new(TraceReader::new(store.clone(), blocklist));
-    let config = SessionConfig::new().with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
-    let url = ObjectStoreUrl::parse(BLOCK_STORE_URL)?;
-    ctx.register_object_store(url.as_ref(), store);
-    ctx.register_table(
-        "spans",
-        Arc::new(BlocksTable::new(reader, tenant, dedicated)),
-    )?;
-    Ok(ctx)
+    session_with(store, Arc::new(BlocksTable::new(reader, tenant, dedicated)))
 }
 
 /// A session whose `spans` table is `tenant`'s blocks together with what `ingester` holds in
@@ -41,14 +47,9 @@ pub fn serving_session(
     tenant: &str,
     dedicated: &[DedicatedColumn],
 ) -> Result<SessionContext> {
-    let config = SessionConfig::new().with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
-    let url = ObjectStoreUrl::parse(BLOCK_STORE_URL)?;
-    ctx.register_object_store(url.as_ref(), store);
     let table = SpansTable::new(
         BlocksTable::new(reader, tenant, dedicated),
         LiveTable::new(ingester, tenant, dedicated),
     );
-    ctx.register_table("spans", Arc::new(table))?;
-    Ok(ctx)
+    session_with(store, Arc::new(table))
 }

@@ -10,6 +10,7 @@ use prost::Message;
 
 use super::ingester::{Ingester, PushError};
 use super::metrics;
+use crate::storage::combine::span_count;
 use crate::storage::{TraceId, split_by_trace};
 
 /// The tenant of every request when multitenancy is off.
@@ -135,12 +136,7 @@ impl Distributor {
         mut request: ExportTraceServiceRequest,
     ) -> Result<PushOutcome, DistributorError> {
         let size = request.encoded_len() as u64;
-        let spans: usize = request
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
+        let spans = span_count(&request.resource_spans);
         metrics::SPANS_RECEIVED
             .with_label_values(&[tenant])
             .inc_by(spans as u64);

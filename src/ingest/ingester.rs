@@ -21,6 +21,7 @@ use prost::Message;
 use super::metrics;
 use super::wal::{SyncPolicy, Wal, WalError};
 use crate::storage::block::BlockError;
+use crate::storage::combine::{combine, span_count};
 use crate::storage::{BlockOptions, BlockWriter, Blocklist, TraceId, split_by_trace};
 
 /// Traces of one tenant grouped by id.
@@ -92,8 +93,6 @@ pub struct Ingester {
     /// no acknowledged span can fall between the WAL segments it deletes and memory.
     cut_lock: tokio::sync::RwLock<()>,
     held_bytes: AtomicU64,
-    blocks_flushed: AtomicU64,
-    flush_failures: AtomicU64,
 }
 
 fn encode(batches: Vec<ResourceSpans>) -> Vec<u8> {
@@ -128,8 +127,6 @@ impl Ingester {
             tenants: Mutex::new(HashMap::new()),
             cut_lock: tokio::sync::RwLock::new(()),
             held_bytes: AtomicU64::new(0),
-            blocks_flushed: AtomicU64::new(0),
-            flush_failures: AtomicU64::new(0),
         });
         let mut replayed = 0usize;
         for record in records {
@@ -160,47 +157,46 @@ impl Ingester {
             limit: self.options.max_bytes_per_trace,
             ..Refused::default()
         };
-        let mut encoded: EncodedTraces = BTreeMap::new();
-        for (id, batches) in traces {
-            let spans: usize = batches
-                .iter()
-                .flat_map(|b| &b.scope_spans)
-                .map(|s| s.spans.len())
-                .sum();
-            let bytes = encode(batches);
-            if self.too_large(tenant, &id, bytes.len() as u64) {
-                refused.traces += 1;
-                refused.spans += spans;
-                continue;
-            }
-            encoded.insert(id, bytes);
-        }
+        let mut encoded: EncodedTraces = traces
+            .into_iter()
+            .map(|(id, batches)| (id, encode(batches)))
+            .collect();
+        self.refuse_oversized(tenant, &mut encoded, &mut refused);
         if encoded.is_empty() {
             return Ok(refused);
         }
         // Concatenated encodings are one request with every trace's resource-spans.
-        let record: Vec<u8> = encoded.values().flatten().copied().collect();
+        let record = encoded
+            .values()
+            .map(Vec::as_slice)
+            .collect::<Vec<_>>()
+            .concat();
         let _shared = self.cut_lock.read().await;
         self.wal.append(tenant, &record).await?;
         self.insert(tenant, encoded);
         Ok(refused)
     }
 
-    /// Whether `bytes` more would grow trace `id` past the per-trace limit.
-    fn too_large(&self, tenant: &str, id: &TraceId, bytes: u64) -> bool {
+    /// Drops the traces that would grow past the per-trace limit, counting what is held now.
+    fn refuse_oversized(&self, tenant: &str, traces: &mut EncodedTraces, refused: &mut Refused) {
         let limit = self.options.max_bytes_per_trace;
         if limit == 0 {
-            return false;
+            return;
         }
         let tenants = self.tenants.lock().expect("ingester lock");
-        let held = tenants
-            .get(tenant)
-            .map(|s| {
-                s.live.get(id).map_or(0, |t| t.encoded.len() as u64)
-                    + s.head.get(id).map_or(0, |t| t.len() as u64)
-            })
-            .unwrap_or(0);
-        held + bytes > limit
+        let state = tenants.get(tenant);
+        traces.retain(|id, encoded| {
+            let held = state.map_or(0, |s| {
+                s.live.get(id).map_or(0, |t| t.encoded.len())
+                    + s.head.get(id).map_or(0, |t| t.len())
+            });
+            if (held + encoded.len()) as u64 <= limit {
+                return true;
+            }
+            refused.traces += 1;
+            refused.spans += span_count(&decode(encoded));
+            false
+        });
     }
 
     fn insert(&self, tenant: &str, traces: EncodedTraces) {
@@ -264,7 +260,7 @@ impl Ingester {
         let mut builder = crate::storage::to_arrow::SpanBatchBuilder::new(dedicated);
         let mut batches = Vec::new();
         for (id, parts) in traces {
-            let combined = crate::storage::combine::combine(parts.iter().map(|p| decode(p)));
+            let combined = combine(parts.iter().map(|p| decode(p)));
             let spans = crate::storage::to_arrow::trace_span_refs(&combined);
             builder.append_trace(id, &spans)?;
             if builder.len() >= 8192 {
@@ -296,19 +292,6 @@ impl Ingester {
             }
         }
         parts
-    }
-
-    pub fn live_traces(&self) -> usize {
-        let tenants = self.tenants.lock().expect("ingester lock");
-        tenants.values().map(|t| t.live.len()).sum()
-    }
-
-    pub fn blocks_flushed(&self) -> u64 {
-        self.blocks_flushed.load(Ordering::Relaxed)
-    }
-
-    pub fn flush_failures(&self) -> u64 {
-        self.flush_failures.load(Ordering::Relaxed)
     }
 
     /// Moves idle traces to the head blocks and cuts them when they are old or big enough.
@@ -400,13 +383,11 @@ impl Ingester {
                 Ok(meta) => {
                     tracing::info!(block = %meta.block_id, tenant, traces = meta.total_traces, spans = meta.total_spans, bytes = meta.size, "block written");
                     self.held_bytes.fetch_sub(bytes, Ordering::Relaxed);
-                    self.blocks_flushed.fetch_add(1, Ordering::Relaxed);
                     metrics::BLOCKS_FLUSHED.inc();
                     written += 1;
                 }
                 Err(error) => {
                     tracing::error!(%error, tenant, "writing a block failed; its traces stay in the head block and the WAL");
-                    self.flush_failures.fetch_add(1, Ordering::Relaxed);
                     metrics::FLUSH_FAILURES.inc();
                     // Back into the head block, to be cut again at the next tick.
                     let head = Arc::try_unwrap(head).unwrap_or_else(|shared| (*shared).clone());

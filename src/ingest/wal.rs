@@ -76,14 +76,15 @@ fn segments(dir: &Path) -> Result<Vec<u64>, WalError> {
 }
 
 pub fn encode_record(tenant: &str, request: &[u8]) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(2 + tenant.len() + request.len());
-    payload.extend_from_slice(&(tenant.len() as u16).to_le_bytes());
-    payload.extend_from_slice(tenant.as_bytes());
-    payload.extend_from_slice(request);
-    let mut record = Vec::with_capacity(8 + payload.len());
-    record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    record.extend_from_slice(&payload);
+    let payload_len = 2 + tenant.len() + request.len();
+    let mut record = Vec::with_capacity(8 + payload_len);
+    record.extend_from_slice(&(payload_len as u32).to_le_bytes());
+    record.extend_from_slice(&[0; 4]); // checksum, once the payload is in place
+    record.extend_from_slice(&(tenant.len() as u16).to_le_bytes());
+    record.extend_from_slice(tenant.as_bytes());
+    record.extend_from_slice(request);
+    let crc = crc32fast::hash(&record[8..]);
+    record[4..8].copy_from_slice(&crc.to_le_bytes());
     record
 }
 

@@ -258,10 +258,31 @@ impl CatalogBuilder {
     }
 }
 
+/// A total order on values, for stable ties: by type, then by value.
+fn tie_break(a: &TagValue, b: &TagValue) -> std::cmp::Ordering {
+    use TagValue::*;
+    match (a, b) {
+        (String(x), String(y)) => x.cmp(y),
+        (Int(x), Int(y)) => x.cmp(y),
+        (Float(x), Float(y)) => x.total_cmp(y),
+        (Bool(x), Bool(y)) => x.cmp(y),
+        _ => type_rank(a).cmp(&type_rank(b)),
+    }
+}
+
+fn type_rank(value: &TagValue) -> u8 {
+    match value {
+        TagValue::String(_) => 0,
+        TagValue::Int(_) => 1,
+        TagValue::Float(_) => 2,
+        TagValue::Bool(_) => 3,
+    }
+}
+
 fn value_order(a: &ValueCount, b: &ValueCount) -> std::cmp::Ordering {
     b.count
         .cmp(&a.count)
-        .then_with(|| format!("{:?}", a.value).cmp(&format!("{:?}", b.value)))
+        .then_with(|| tie_break(&a.value, &b.value))
 }
 
 /// Most frequent first, ties in a stable order, at most [`TOP_VALUES`].

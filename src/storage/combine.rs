@@ -23,3 +23,12 @@ pub fn combine(parts: impl IntoIterator<Item = Vec<ResourceSpans>>) -> Vec<Resou
     }
     out
 }
+
+/// How many spans the resource-spans hold.
+pub fn span_count(batches: &[ResourceSpans]) -> usize {
+    batches
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum()
+}

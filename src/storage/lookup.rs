@@ -4,7 +4,6 @@
 //! trace are fetched. Spans found in several blocks are combined, deduplicated by span id and
 //! kind.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
@@ -24,6 +23,7 @@ use uuid::Uuid;
 
 use super::block::{BlockError, BlockMeta, DATA_FILE, read_bloom};
 use super::blocklist::Blocklist;
+use super::combine::{combine, span_count};
 use super::file_reader::BlockFileReader;
 use super::from_arrow::batches_to_otlp;
 use super::ids::TraceId;
@@ -51,11 +51,7 @@ pub struct FoundTrace {
 
 impl FoundTrace {
     pub fn span_count(&self) -> usize {
-        self.resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum()
+        span_count(&self.resource_spans)
     }
 }
 
@@ -142,12 +138,13 @@ impl TraceReader {
             }
             batches.extend(found);
         }
-        let batches = dedupe_spans(batches)?;
-        let resource_spans = batches_to_otlp(&batches).map_err(|e| BlockError::Corrupt {
+        let rows = batches_to_otlp(&batches).map_err(|e| BlockError::Corrupt {
             block: Uuid::nil(),
             file: DATA_FILE,
             message: e.to_string(),
         })?;
+        // The same span written to several blocks (replays, retries) is returned once.
+        let resource_spans = combine([rows]);
         Ok(FoundTrace {
             resource_spans,
             stats,
@@ -278,33 +275,4 @@ fn page_selection(
         }
     }
     (Some(RowSelection::from(selectors)), pages_read)
-}
-
-/// Drops rows whose (span id, kind) was already seen: the same span written to several blocks
-/// (replays, retries) is returned once.
-fn dedupe_spans(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, BlockError> {
-    let mut seen: HashSet<([u8; 8], String)> = HashSet::new();
-    let mut out = Vec::with_capacity(batches.len());
-    for batch in batches {
-        let (Some(span_ids), Some(kinds)) = (
-            batch.column_by_name(schema::SPAN_ID),
-            batch.column_by_name(schema::KIND),
-        ) else {
-            continue;
-        };
-        let span_ids = span_ids.as_fixed_size_binary();
-        let kinds = kinds.as_string::<i32>();
-        let mask: BooleanArray = (0..batch.num_rows())
-            .map(|i| {
-                let id: [u8; 8] = span_ids.value(i).try_into().unwrap_or_default();
-                Some(seen.insert((id, kinds.value(i).to_string())))
-            })
-            .collect();
-        if mask.true_count() == batch.num_rows() {
-            out.push(batch);
-        } else {
-            out.push(filter_record_batch(&batch, &mask)?);
-        }
-    }
-    Ok(out)
 }

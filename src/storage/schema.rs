@@ -8,7 +8,7 @@
 //! dedicated columns named as TraceQL spells them (`"resource.k8s.pod.name"`), which carry
 //! their own statistics and dictionary pages and are pruned on their own.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
@@ -236,9 +236,6 @@ pub fn span_schema(dedicated: &[DedicatedColumn]) -> SchemaRef {
     fields.push(Field::new(SCOPE_SCHEMA_URL, DataType::Utf8, false));
     Arc::new(Schema::new(fields))
 }
-
-/// The schema with no dedicated columns, for readers that only need the fixed columns.
-pub static BASE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| span_schema(&[]));
 
 /// Which group a column belongs to, for reporting bytes per column group.
 pub fn column_group(column: &str) -> &'static str {

@@ -347,28 +347,10 @@ fn write_float(f: &mut Formatter<'_>, x: f64) -> fmt::Result {
 
 /// Durations in Go's style: `1h30m`, `1.5s` is printed `1s500ms`, `-5s`.
 fn write_duration(f: &mut Formatter<'_>, nanos: i64) -> fmt::Result {
-    if nanos == 0 {
-        return f.write_str("0s");
-    }
     if nanos < 0 {
         f.write_char('-')?;
     }
-    let mut rest = nanos.unsigned_abs();
-    const UNITS: [(&str, u64); 6] = [
-        ("h", 3_600_000_000_000),
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-        ("us", 1_000),
-        ("ns", 1),
-    ];
-    for (unit, size) in UNITS {
-        if rest >= size {
-            write!(f, "{}{unit}", rest / size)?;
-            rest %= size;
-        }
-    }
-    Ok(())
+    crate::config::write_go_duration(f, nanos.unsigned_abs() as u128)
 }
 
 fn write_string(f: &mut Formatter<'_>, s: &str) -> fmt::Result {

@@ -88,8 +88,9 @@ async fn get_trace_protobuf(
     Some(TraceByIdResponse::decode(response.bytes().await.unwrap()).expect("TraceByIDResponse"))
 }
 
-fn block_metas(dir: &std::path::Path) -> usize {
-    let blocks = dir.join("blocks/single-tenant/blocks");
+/// Blocks of `tenant` that are committed (have their `meta.json`).
+fn committed_blocks(dir: &std::path::Path, tenant: &str) -> usize {
+    let blocks = dir.join("blocks").join(tenant).join("blocks");
     std::fs::read_dir(blocks)
         .map(|entries| {
             entries
@@ -98,6 +99,19 @@ fn block_metas(dir: &std::path::Path) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+/// Waits (at most 20 s) until the server has committed a block for `tenant`.
+async fn wait_for_block(server: &Server, tenant: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while committed_blocks(&server.dir, tenant) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no block written for {tenant}:\n{}",
+            server.child.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,15 +180,7 @@ async fn otlp_http_traces_are_found_by_id_live_and_after_the_block_is_written() 
     );
 
     // After the head block is cut (idle 1 s, block duration 2 s) the traces come from blocks.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while block_metas(&server.dir) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no block written:\n{}",
-            server.child.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_block(&server, "single-tenant").await;
     // Give the in-process blocklist the new block, then the memory copy is gone.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (id, trace) in traces.iter() {
@@ -524,11 +530,7 @@ async fn metrics_count_the_write_path() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while block_metas(&server.dir) == 0 {
-        assert!(Instant::now() < deadline, "no block written");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_block(&server, "single-tenant").await;
     let after = metrics().await;
     let tenant = r#"{tenant="single-tenant"}"#;
     assert_eq!(
@@ -806,10 +808,6 @@ async fn tenants_are_separate_when_multitenancy_is_enabled() {
     assert_eq!(no_tenant.status(), 401);
 
     // After the block is written it lives under the tenant's own folder.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !dir.path().join("blocks/team-a/blocks").is_dir() {
-        assert!(Instant::now() < deadline, "no block for team-a");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_block(&server, "team-a").await;
     assert!(!dir.path().join("blocks/single-tenant").exists());
 }

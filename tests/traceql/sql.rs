@@ -7,11 +7,11 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
-use tracefusion::config::{DedicatedColumn, TraceStorageConfig};
+use tracefusion::config::DedicatedColumn;
 use tracefusion::exec::session::span_session;
-use tracefusion::storage::{BlockOptions, Blocklist, open_store, write_block};
+use tracefusion::storage::{BlockOptions, Blocklist, write_block};
 
-use crate::storage::generate;
+use crate::storage::{generate, local_store};
 
 fn spans(traces: &crate::storage::Traces) -> Vec<(&ResourceSpans, &Span)> {
     traces
@@ -54,9 +54,7 @@ async fn count(ctx: &datafusion::prelude::SessionContext, sql: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_over_blocks_agrees_with_the_generated_spans() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = TraceStorageConfig::default();
-    config.local.path = dir.path().join("blocks");
-    let store = open_store(&config).unwrap();
+    let store = local_store(dir.path());
     let traces = generate(71, 600);
     let entries: Vec<_> = traces.iter().collect();
     for chunk in entries.chunks(200) {
@@ -162,9 +160,7 @@ async fn sql_over_blocks_agrees_with_the_generated_spans() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_time_filters_skip_blocks_by_meta() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = TraceStorageConfig::default();
-    config.local.path = dir.path().join("blocks");
-    let store = open_store(&config).unwrap();
+    let store = local_store(dir.path());
     // Consecutive generated traces: blocks of 100 cover disjoint-ish, increasing time ranges.
     let generator = tracefusion::synth::Generator::new(tracefusion::synth::GeneratorConfig {
         seed: 5,
@@ -233,9 +229,7 @@ async fn start_time_filters_skip_blocks_by_meta() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_id_filters_open_only_blocks_that_may_hold_the_trace() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = TraceStorageConfig::default();
-    config.local.path = dir.path().join("blocks");
-    let store = open_store(&config).unwrap();
+    let store = local_store(dir.path());
     let traces = generate(81, 400);
     let mut shards: Vec<crate::storage::Traces> = vec![Default::default(); 10];
     for (i, (id, t)) in traces.iter().enumerate() {
@@ -295,9 +289,7 @@ async fn spans_covers_live_data_and_blocks() {
     use tracefusion::storage::TraceReader;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut config = TraceStorageConfig::default();
-    config.local.path = dir.path().join("blocks");
-    let store = open_store(&config).unwrap();
+    let store = local_store(dir.path());
     let blocklist = Arc::new(Blocklist::new(store.clone()));
     let ingester = Ingester::open(
         IngesterOptions {

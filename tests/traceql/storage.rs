@@ -128,7 +128,7 @@ async fn scan_block(store: Arc<dyn ObjectStore>, meta: &BlockMeta) -> Traces {
     split_by_trace(otlp).0
 }
 
-fn local_store(dir: &std::path::Path) -> Arc<MeteredStore> {
+pub(crate) fn local_store(dir: &std::path::Path) -> Arc<MeteredStore> {
     let mut config = TraceStorageConfig::default();
     config.local.path = dir.join("blocks");
     open_store(&config).expect("local store")
