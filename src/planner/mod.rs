@@ -1,2 +1,7 @@
-//! Lowering: TraceQL AST → DataFusion `LogicalPlan` over the span table; TraceQL functions as
-//! UDFs/UDAFs; metrics lowering. Knows the span schema and DataFusion, not HTTP or ingest.
+//! Lowering: TraceQL AST → DataFusion `LogicalPlan` over the span table. Knows the span schema
+//! and DataFusion, not HTTP or ingest.
+
+pub mod field;
+pub mod spanset;
+
+pub use spanset::{OutputValue, Planner, SEARCH_COLUMNS, SPANSET_KEY, SearchPlan, ValueColumns};

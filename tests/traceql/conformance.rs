@@ -30,7 +30,7 @@ fn examples() -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
-fn class(name: &str) -> Vec<String> {
+pub(crate) fn class(name: &str) -> Vec<String> {
     let all = examples();
     let queries = all.get(name).cloned().unwrap_or_default();
     assert!(

@@ -6,6 +6,8 @@ mod conformance;
 mod corpus;
 mod ingest;
 mod parse;
+mod reference;
+mod search;
 mod serve;
 mod sql;
 mod storage;

@@ -1,0 +1,504 @@
+//! TraceQL search: the planner's plan run by DataFusion, its matched spans assembled into the
+//! newest `limit` traces, each with its spansets (up to `spss` spans, `matched` the full count).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, FixedSizeBinaryArray, Float64Array, Int64Array,
+    RecordBatch, StringArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::logical_expr::{Expr, lit};
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
+
+use crate::planner::{OutputValue, Planner, SPANSET_KEY, SearchPlan, ValueColumns};
+use crate::storage::TraceId;
+use crate::storage::schema;
+use crate::traceql::ast::Query;
+
+/// Tempo's defaults and limits for `limit` and `spss`.
+pub const DEFAULT_LIMIT: usize = 20;
+pub const DEFAULT_SPSS: usize = 3;
+pub const MAX_SPSS: usize = 100;
+
+/// What to search and how much to return.
+#[derive(Debug, Clone)]
+pub struct SearchOptions {
+    /// Traces to return.
+    pub limit: usize,
+    /// Spans per spanset to return.
+    pub spss: usize,
+    /// Span start times to search, Unix nanoseconds, inclusive.
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        Self {
+            limit: DEFAULT_LIMIT,
+            spss: DEFAULT_SPSS,
+            start: None,
+            end: None,
+        }
+    }
+}
+
+/// An attribute value of a result, as Tempo shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    String(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanMatch {
+    pub span_id: [u8; 8],
+    pub name: String,
+    pub start_time_unix_nano: i64,
+    pub duration_nanos: i64,
+    pub attributes: Vec<(String, AttrValue)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpansetMatch {
+    /// The first `spss` spans by start time.
+    pub spans: Vec<SpanMatch>,
+    /// All the spans of the spanset.
+    pub matched: usize,
+    pub attributes: Vec<(String, AttrValue)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceMatch {
+    pub trace_id: TraceId,
+    pub root_service_name: Option<String>,
+    pub root_trace_name: Option<String>,
+    pub start_time_unix_nano: i64,
+    pub duration_nanos: i64,
+    /// Ordered by spanset key (`by()` values), so the same query gives the same order.
+    pub span_sets: Vec<SpansetMatch>,
+}
+
+/// What a search read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchStats {
+    pub inspected_bytes: u64,
+    pub inspected_spans: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchResult {
+    /// Newest first (by trace start), ties by trace id.
+    pub traces: Vec<TraceMatch>,
+    pub stats: SearchStats,
+}
+
+/// The search plan of `query` over `ctx`'s `spans` table.
+pub async fn plan(
+    ctx: &SessionContext,
+    query: &Query,
+    options: &SearchOptions,
+) -> Result<SearchPlan> {
+    let table = ctx.table("spans").await?;
+    let schema = Arc::new(table.schema().as_arrow().clone());
+    let scan = table.into_unoptimized_plan();
+    let at = |nanos: i64| {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(nanos),
+            Some("UTC".into()),
+        ))
+    };
+    let start_time = crate::planner::field::ident(schema::START_TIME);
+    let range = [
+        options.start.map(|s| start_time.clone().gt_eq(at(s))),
+        options.end.map(|e| start_time.clone().lt_eq(at(e))),
+    ]
+    .into_iter()
+    .flatten()
+    .reduce(Expr::and);
+    Planner::new(scan, schema, range).search(query)
+}
+
+/// Runs a search over `ctx`'s `spans` table.
+pub async fn search(
+    ctx: &SessionContext,
+    query: &Query,
+    options: &SearchOptions,
+) -> Result<SearchResult> {
+    let plan = plan(ctx, query, options).await?;
+    let physical = ctx
+        .state()
+        .create_physical_plan(&ctx.state().optimize(&plan.plan)?)
+        .await?;
+    let mut stream = execute_stream(physical.clone(), ctx.task_ctx())?;
+    let mut assembler = Assembler::new(&plan, options);
+    while let Some(batch) = stream.next().await {
+        assembler.add(&batch?)?;
+    }
+    let stats = SearchStats {
+        inspected_bytes: sum_metric(&physical, "bytes_scanned") as u64,
+        inspected_spans: scanned_rows(&physical) as u64,
+    };
+    Ok(SearchResult {
+        traces: assembler.finish(),
+        stats,
+    })
+}
+
+fn sum_metric(plan: &Arc<dyn ExecutionPlan>, name: &str) -> usize {
+    let own = plan
+        .metrics()
+        .and_then(|m| m.sum_by_name(name))
+        .map_or(0, |v| v.as_usize());
+    own + plan
+        .children()
+        .iter()
+        .map(|c| sum_metric(c, name))
+        .sum::<usize>()
+}
+
+/// Rows the leaves (the scans) produced.
+fn scanned_rows(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    if plan.children().is_empty() {
+        return plan.metrics().and_then(|m| m.output_rows()).unwrap_or(0);
+    }
+    plan.children().iter().map(|c| scanned_rows(c)).sum()
+}
+
+/// One trace being assembled.
+struct TraceAcc {
+    start: i64,
+    end: i64,
+    root_service_name: Option<String>,
+    root_trace_name: Option<String>,
+    span_sets: HashMap<String, SpansetAcc>,
+}
+
+struct SpansetAcc {
+    matched: usize,
+    /// Kept sorted by (start, span id), at most `spss` long.
+    spans: Vec<SpanMatch>,
+    attributes: Vec<(String, AttrValue)>,
+}
+
+/// Keeps the newest `limit` traces seen so far. A trace's start can only move earlier as more
+/// of its parts arrive, so a trace once dropped never belongs back in the top `limit`; such
+/// traces are remembered so that a later part cannot bring them back incomplete.
+struct Assembler<'a> {
+    plan: &'a SearchPlan,
+    limit: usize,
+    spss: usize,
+    traces: HashMap<TraceId, TraceAcc>,
+    /// (start, id) of the kept traces; the first is the one to drop next.
+    order: BTreeSet<(i64, std::cmp::Reverse<TraceId>)>,
+    dropped: HashSet<TraceId>,
+}
+
+impl<'a> Assembler<'a> {
+    fn new(plan: &'a SearchPlan, options: &SearchOptions) -> Self {
+        Self {
+            plan,
+            limit: options.limit.max(1),
+            spss: options.spss,
+            traces: HashMap::new(),
+            order: BTreeSet::new(),
+            dropped: HashSet::new(),
+        }
+    }
+
+    fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+        let rows = Rows::new(batch, self.plan)?;
+        for row in 0..batch.num_rows() {
+            self.add_row(&rows, row);
+        }
+        Ok(())
+    }
+
+    fn add_row(&mut self, rows: &Rows, row: usize) {
+        let id = TraceId(
+            rows.trace_id
+                .value(row)
+                .try_into()
+                .expect("16-byte trace ids"),
+        );
+        if self.dropped.contains(&id) {
+            return;
+        }
+        let start = rows.trace_start.value(row);
+        let end = start.saturating_add(rows.trace_duration.value(row));
+        let acc = match self.traces.get_mut(&id) {
+            Some(acc) => {
+                if start < acc.start {
+                    self.order.remove(&(acc.start, std::cmp::Reverse(id)));
+                    acc.start = start;
+                    self.order.insert((start, std::cmp::Reverse(id)));
+                }
+                acc
+            }
+            None => {
+                if self.traces.len() >= self.limit
+                    && let Some(&(oldest, _)) = self.order.first()
+                    && (start, std::cmp::Reverse(id)) < (oldest, self.order.first().unwrap().1)
+                {
+                    self.dropped.insert(id);
+                    return;
+                }
+                self.order.insert((start, std::cmp::Reverse(id)));
+                self.traces.entry(id).or_insert(TraceAcc {
+                    start,
+                    end,
+                    root_service_name: None,
+                    root_trace_name: None,
+                    span_sets: HashMap::new(),
+                })
+            }
+        };
+        acc.end = acc.end.max(end);
+        if acc.root_service_name.is_none() && rows.root_service.is_valid(row) {
+            acc.root_service_name = Some(rows.root_service.value(row).to_string());
+        }
+        if acc.root_trace_name.is_none() && rows.root_name.is_valid(row) {
+            acc.root_trace_name = Some(rows.root_name.value(row).to_string());
+        }
+        let key = rows.spanset.value(row);
+        let set = match acc.span_sets.get_mut(key) {
+            Some(set) => set,
+            None => acc
+                .span_sets
+                .entry(key.to_string())
+                .or_insert_with(|| SpansetAcc {
+                    matched: 0,
+                    spans: Vec::new(),
+                    attributes: rows.values(&rows.spanset_attrs, row),
+                }),
+        };
+        set.matched += 1;
+        let span_start = rows.start.value(row);
+        let span_id: [u8; 8] = rows.span_id.value(row).try_into().expect("8-byte span ids");
+        let position = set
+            .spans
+            .partition_point(|s| (s.start_time_unix_nano, s.span_id) < (span_start, span_id));
+        if position < self.spss {
+            set.spans.insert(
+                position,
+                SpanMatch {
+                    span_id,
+                    name: rows.name.value(row).to_string(),
+                    start_time_unix_nano: span_start,
+                    duration_nanos: rows.duration.value(row),
+                    attributes: rows.values(&rows.span_attrs, row),
+                },
+            );
+            set.spans.truncate(self.spss);
+        }
+        if self.traces.len() > self.limit
+            && let Some((_, std::cmp::Reverse(oldest))) = self.order.pop_first()
+        {
+            self.traces.remove(&oldest);
+            self.dropped.insert(oldest);
+        }
+    }
+
+    fn finish(self) -> Vec<TraceMatch> {
+        let mut traces = self.traces;
+        self.order
+            .iter()
+            .rev()
+            .filter_map(|(_, std::cmp::Reverse(id))| {
+                let acc = traces.remove(id)?;
+                let mut sets: Vec<_> = acc.span_sets.into_iter().collect();
+                sets.sort_by(|a, b| a.0.cmp(&b.0));
+                Some(TraceMatch {
+                    trace_id: *id,
+                    root_service_name: acc.root_service_name,
+                    root_trace_name: acc.root_trace_name,
+                    start_time_unix_nano: acc.start,
+                    duration_nanos: acc.end - acc.start,
+                    span_sets: sets
+                        .into_iter()
+                        .map(|(_, s)| SpansetMatch {
+                            spans: s.spans,
+                            matched: s.matched,
+                            attributes: s.attributes,
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The columns of a result batch, typed.
+struct Rows {
+    trace_id: FixedSizeBinaryArray,
+    span_id: FixedSizeBinaryArray,
+    start: Int64Array,
+    duration: Int64Array,
+    name: StringArray,
+    trace_start: Int64Array,
+    trace_duration: Int64Array,
+    root_service: StringArray,
+    root_name: StringArray,
+    spanset: StringArray,
+    span_attrs: Vec<(String, TypedColumns)>,
+    spanset_attrs: Vec<(String, TypedColumns)>,
+}
+
+/// The columns of one output value.
+struct TypedColumns {
+    str: Option<StringArray>,
+    int: Option<Int64Array>,
+    float: Option<Float64Array>,
+    bool: Option<BooleanArray>,
+    /// Status and kind names, shown as strings.
+    keyword: Vec<StringArray>,
+    other: Option<StringArray>,
+    duration: bool,
+}
+
+fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
+    let array = batch
+        .column_by_name(name)
+        .ok_or_else(|| DataFusionError::Internal(format!("search result has no column {name}")))?;
+    Ok(cast(array, to)?)
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Result<StringArray> {
+    Ok(column(batch, name, &DataType::Utf8)?
+        .as_string::<i32>()
+        .clone())
+}
+
+fn ints(batch: &RecordBatch, name: &str) -> Result<Int64Array> {
+    Ok(column(batch, name, &DataType::Int64)?
+        .as_primitive::<Int64Type>()
+        .clone())
+}
+
+fn ids(batch: &RecordBatch, name: &str) -> Result<FixedSizeBinaryArray> {
+    let array = batch
+        .column_by_name(name)
+        .ok_or_else(|| DataFusionError::Internal(format!("search result has no column {name}")))?;
+    Ok(array.as_fixed_size_binary().clone())
+}
+
+impl Rows {
+    fn new(batch: &RecordBatch, plan: &SearchPlan) -> Result<Self> {
+        let typed = |values: &[OutputValue]| -> Result<Vec<(String, TypedColumns)>> {
+            values
+                .iter()
+                .map(|v| Ok((v.key.clone(), TypedColumns::new(batch, &v.columns)?)))
+                .collect()
+        };
+        Ok(Self {
+            trace_id: ids(batch, schema::TRACE_ID)?,
+            span_id: ids(batch, schema::SPAN_ID)?,
+            start: ints(batch, schema::START_TIME)?,
+            duration: ints(batch, schema::DURATION_NS)?,
+            name: strings(batch, schema::NAME)?,
+            trace_start: ints(batch, schema::TRACE_START_TIME)?,
+            trace_duration: ints(batch, schema::TRACE_DURATION_NS)?,
+            root_service: strings(batch, schema::ROOT_SERVICE_NAME)?,
+            root_name: strings(batch, schema::ROOT_SPAN_NAME)?,
+            spanset: strings(batch, SPANSET_KEY)?,
+            span_attrs: typed(&plan.span_attributes)?,
+            spanset_attrs: typed(&plan.spanset_attributes)?,
+        })
+    }
+
+    fn values(&self, columns: &[(String, TypedColumns)], row: usize) -> Vec<(String, AttrValue)> {
+        columns
+            .iter()
+            .filter_map(|(key, c)| Some((key.clone(), c.value(row)?)))
+            .collect()
+    }
+}
+
+impl TypedColumns {
+    fn new(batch: &RecordBatch, c: &ValueColumns) -> Result<Self> {
+        let opt_strings =
+            |name: &Option<String>| name.as_ref().map(|n| strings(batch, n)).transpose();
+        Ok(Self {
+            str: opt_strings(&c.str)?,
+            int: c.int.as_ref().map(|n| ints(batch, n)).transpose()?,
+            float: c
+                .float
+                .as_ref()
+                .map(|n| {
+                    Ok::<_, DataFusionError>(
+                        column(batch, n, &DataType::Float64)?
+                            .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                            .clone(),
+                    )
+                })
+                .transpose()?,
+            bool: c
+                .bool
+                .as_ref()
+                .map(|n| {
+                    Ok::<_, DataFusionError>(
+                        column(batch, n, &DataType::Boolean)?.as_boolean().clone(),
+                    )
+                })
+                .transpose()?,
+            keyword: [opt_strings(&c.status)?, opt_strings(&c.kind)?]
+                .into_iter()
+                .flatten()
+                .collect(),
+            other: opt_strings(&c.other)?,
+            duration: c.duration,
+        })
+    }
+
+    fn value(&self, row: usize) -> Option<AttrValue> {
+        if let Some(a) = self.str.as_ref().filter(|a| a.is_valid(row)) {
+            return Some(AttrValue::String(a.value(row).to_string()));
+        }
+        if let Some(a) = self.int.as_ref().filter(|a| a.is_valid(row)) {
+            let v = a.value(row);
+            return Some(if self.duration {
+                AttrValue::String(format_duration(v as f64))
+            } else {
+                AttrValue::Int(v)
+            });
+        }
+        if let Some(a) = self.float.as_ref().filter(|a| a.is_valid(row)) {
+            let v = a.value(row);
+            return Some(if self.duration {
+                AttrValue::String(format_duration(v))
+            } else {
+                AttrValue::Float(v)
+            });
+        }
+        if let Some(a) = self.bool.as_ref().filter(|a| a.is_valid(row)) {
+            return Some(AttrValue::Bool(a.value(row)));
+        }
+        for a in &self.keyword {
+            if a.is_valid(row) {
+                return Some(AttrValue::String(a.value(row).to_string()));
+            }
+        }
+        if let Some(a) = self.other.as_ref().filter(|a| a.is_valid(row)) {
+            return Some(AttrValue::String(a.value(row).to_string()));
+        }
+        None
+    }
+}
+
+/// Nanoseconds as Go prints a `time.Duration` (`1.5s`, `250ms`), which is how Tempo shows
+/// duration values.
+pub fn format_duration(nanos: f64) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = crate::config::write_go_duration(&mut out, nanos.abs().round() as u128);
+    if nanos < 0.0 { format!("-{out}") } else { out }
+}

@@ -1,0 +1,463 @@
+//! Field expressions (`{ … }` bodies, aggregate and `by()` arguments) as DataFusion `Expr`s.
+//!
+//! An attribute has no static type in TraceQL: `.a` may be a string on one span and an int on
+//! the next, and the span table keeps one map per value type. So a field expression lowers to a
+//! [`Value`]: one nullable `Expr` per type it may take, at most one of them non-null on a row.
+//! Operators combine the alternatives pairwise with TraceQL's rules (int, float and duration mix;
+//! a string never equals a number), and a comparison that finds no pair of matching types is
+//! false, never null.
+
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::common::{Column, Result, plan_err};
+use datafusion::functions::core::expr_fn::{coalesce, get_field, nullif};
+use datafusion::functions::encoding::expr_fn::encode;
+use datafusion::functions::math::expr_fn::power;
+use datafusion::functions::string::expr_fn::ltrim;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, cast, lit, when};
+
+use crate::storage::schema::{self, AttrKind};
+use crate::traceql::ast::{
+    ArithOp, Attribute, AttributeScope, BinaryOp, CmpOp, FieldExpr, FieldRef, Intrinsic, Static,
+    UnaryOp,
+};
+
+/// The value of a field expression on one span: one `Expr` per type it may have.
+#[derive(Debug, Clone, Default)]
+pub struct Value {
+    pub str: Option<Expr>,
+    /// Ints and durations (nanoseconds).
+    pub int: Option<Expr>,
+    pub float: Option<Expr>,
+    pub bool: Option<Expr>,
+    /// A status name (`error`, `ok`, `unset`): comparable only with statuses.
+    pub status: Option<Expr>,
+    /// A kind name (`server`, …): comparable only with kinds.
+    pub kind: Option<Expr>,
+    /// Arrays, key-value lists and bytes as OTLP/JSON: present, but not comparable.
+    pub other: Option<Expr>,
+    /// The int alternative is a duration (shown as `1.5s` in results).
+    pub duration: bool,
+    /// The literal `nil`.
+    pub nil: bool,
+}
+
+impl Value {
+    fn alternatives(&self) -> impl Iterator<Item = &Expr> {
+        [
+            &self.str,
+            &self.int,
+            &self.float,
+            &self.bool,
+            &self.status,
+            &self.kind,
+            &self.other,
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// True where the value is present (the attribute exists on the span).
+    pub fn exists(&self) -> Expr {
+        self.alternatives()
+            .map(|e| e.clone().is_not_null())
+            .reduce(Expr::or)
+            .unwrap_or(lit(false))
+    }
+
+    /// The numeric value as a float, whichever numeric type it has.
+    pub fn as_float(&self) -> Option<Expr> {
+        match (&self.int, &self.float) {
+            (Some(i), Some(f)) => Some(coalesce(vec![
+                f.clone(),
+                cast(i.clone(), DataType::Float64),
+            ])),
+            (Some(i), None) => Some(cast(i.clone(), DataType::Float64)),
+            (None, Some(f)) => Some(f.clone()),
+            (None, None) => None,
+        }
+    }
+
+    /// True where the value is the boolean `true`; never null.
+    pub fn is_true(&self) -> Expr {
+        match &self.bool {
+            Some(b) => b.clone().is_true(),
+            None => lit(false),
+        }
+    }
+}
+
+/// Turns field expressions into `Expr`s over the span table's columns.
+pub struct FieldLowering<'a> {
+    schema: &'a Schema,
+}
+
+impl<'a> FieldLowering<'a> {
+    /// `schema` is the span table's: it tells which dedicated columns exist.
+    pub fn new(schema: &'a Schema) -> Self {
+        Self { schema }
+    }
+
+    pub fn lower(&self, expr: &FieldExpr) -> Result<Value> {
+        match expr {
+            FieldExpr::Static(s) => Ok(static_value(s)),
+            FieldExpr::Field(field, _) => self.field(field),
+            FieldExpr::Unary { op, expr, .. } => {
+                let v = self.lower(expr)?;
+                Ok(match op {
+                    UnaryOp::Not => Value {
+                        bool: v.bool.map(|b| !b),
+                        ..Value::default()
+                    },
+                    UnaryOp::Neg => Value {
+                        int: v.int.map(|i| -i),
+                        float: v.float.map(|f| -f),
+                        duration: v.duration,
+                        ..Value::default()
+                    },
+                })
+            }
+            FieldExpr::Binary { op, lhs, rhs, .. } => self.binary(*op, lhs, rhs),
+        }
+    }
+
+    fn binary(&self, op: BinaryOp, lhs: &FieldExpr, rhs: &FieldExpr) -> Result<Value> {
+        if let BinaryOp::Cmp(cmp) = op
+            && let Some(e) = self.id_comparison(cmp, lhs, rhs)
+        {
+            return Ok(bool_value(e));
+        }
+        let (l, r) = (self.lower(lhs)?, self.lower(rhs)?);
+        Ok(match op {
+            BinaryOp::And | BinaryOp::Or => {
+                let (l, r) = (l.is_true(), r.is_true());
+                bool_value(if op == BinaryOp::And {
+                    l.and(r)
+                } else {
+                    l.or(r)
+                })
+            }
+            BinaryOp::Cmp(cmp) => bool_value(compare(cmp, &l, &r)),
+            BinaryOp::Regex | BinaryOp::NotRegex => {
+                let FieldExpr::Static(Static::String(pattern)) = rhs else {
+                    return plan_err!("the right side of a regex match must be a string");
+                };
+                let anchored = lit(format!("^(?s:{pattern})$"));
+                let matched = match &l.str {
+                    Some(s) => {
+                        let op = if op == BinaryOp::Regex {
+                            Operator::RegexMatch
+                        } else {
+                            Operator::RegexNotMatch
+                        };
+                        binary(s.clone(), op, anchored).is_true()
+                    }
+                    None => lit(false),
+                };
+                bool_value(matched)
+            }
+            BinaryOp::Arith(arith) => arithmetic(arith, &l, &r),
+        })
+    }
+
+    /// `trace:id = "…"` and `span:id = "…"` against a hex literal compare the stored bytes, so
+    /// the scan can prune by the trace-id bloom filters and statistics.
+    fn id_comparison(&self, op: CmpOp, lhs: &FieldExpr, rhs: &FieldExpr) -> Option<Expr> {
+        if !matches!(op, CmpOp::Eq | CmpOp::Neq) {
+            return None;
+        }
+        let (field, text) = match (lhs, rhs) {
+            (FieldExpr::Field(FieldRef::Intrinsic(i), _), FieldExpr::Static(Static::String(s)))
+            | (FieldExpr::Static(Static::String(s)), FieldExpr::Field(FieldRef::Intrinsic(i), _)) => {
+                (*i, s)
+            }
+            _ => return None,
+        };
+        let (column, width) = match field {
+            Intrinsic::TraceId => (schema::TRACE_ID, 16),
+            Intrinsic::SpanId => (schema::SPAN_ID, 8),
+            _ => return None,
+        };
+        let bytes = padded_hex(text, width)?;
+        let eq = ident(column).eq(lit(datafusion::scalar::ScalarValue::FixedSizeBinary(
+            width as i32,
+            Some(bytes),
+        )));
+        Some(if op == CmpOp::Eq { eq } else { !eq })
+    }
+
+    pub fn field(&self, field: &FieldRef) -> Result<Value> {
+        match field {
+            FieldRef::Intrinsic(i) => self.intrinsic(*i),
+            FieldRef::Attribute(a) => self.attribute(a),
+        }
+    }
+
+    fn intrinsic(&self, i: Intrinsic) -> Result<Value> {
+        let string = |c: &str| Value {
+            str: Some(ident(c)),
+            ..Value::default()
+        };
+        let duration = |c: &str| Value {
+            int: Some(ident(c)),
+            duration: true,
+            ..Value::default()
+        };
+        let int = |c: &str| Value {
+            int: Some(cast(ident(c), DataType::Int64)),
+            ..Value::default()
+        };
+        Ok(match i {
+            Intrinsic::Duration => duration(schema::DURATION_NS),
+            Intrinsic::TraceDuration => duration(schema::TRACE_DURATION_NS),
+            Intrinsic::Name => string(schema::NAME),
+            Intrinsic::StatusMessage => string(schema::STATUS_MESSAGE),
+            Intrinsic::TraceRootName => string(schema::ROOT_SPAN_NAME),
+            Intrinsic::TraceRootService => string(schema::ROOT_SERVICE_NAME),
+            Intrinsic::InstrumentationName => string(schema::SCOPE_NAME),
+            Intrinsic::InstrumentationVersion => string(schema::SCOPE_VERSION),
+            Intrinsic::Status => Value {
+                status: Some(ident(schema::STATUS_CODE)),
+                ..Value::default()
+            },
+            Intrinsic::Kind => Value {
+                kind: Some(ident(schema::KIND)),
+                ..Value::default()
+            },
+            Intrinsic::ChildCount => int(schema::CHILD_COUNT),
+            Intrinsic::NestedSetLeft => int(schema::NESTED_SET_LEFT),
+            Intrinsic::NestedSetRight => int(schema::NESTED_SET_RIGHT),
+            Intrinsic::NestedSetParent => int(schema::NESTED_SET_PARENT),
+            // Ids as hex; trace ids without leading zeros, as Tempo prints them.
+            Intrinsic::SpanId => Value {
+                str: Some(encode(ident(schema::SPAN_ID), lit("hex"))),
+                ..Value::default()
+            },
+            Intrinsic::ParentId => Value {
+                str: Some(encode(ident(schema::PARENT_SPAN_ID), lit("hex"))),
+                ..Value::default()
+            },
+            Intrinsic::TraceId => Value {
+                str: Some(ltrim(vec![
+                    encode(ident(schema::TRACE_ID), lit("hex")),
+                    lit("0"),
+                ])),
+                ..Value::default()
+            },
+            Intrinsic::EventName
+            | Intrinsic::EventTimeSinceStart
+            | Intrinsic::LinkTraceId
+            | Intrinsic::LinkSpanId => {
+                return plan_err!(
+                    "{} is not supported yet: events and links are not searchable",
+                    i.canonical_name()
+                );
+            }
+            Intrinsic::Parent => return plan_err!("parent is not supported"),
+        })
+    }
+
+    fn attribute(&self, a: &Attribute) -> Result<Value> {
+        if a.parent {
+            return plan_err!("parent attributes are not supported");
+        }
+        match a.scope {
+            AttributeScope::Span => Ok(self.scoped("span", &a.name)),
+            AttributeScope::Resource => Ok(self.scoped("resource", &a.name)),
+            AttributeScope::Instrumentation => Ok(self.scoped("scope", &a.name)),
+            // Span first; the resource's only where the span has no such attribute.
+            AttributeScope::None => {
+                let span = self.scoped("span", &a.name);
+                let resource = self.scoped("resource", &a.name);
+                let on_span = span.exists();
+                let pick = |s: Option<Expr>, r: Option<Expr>| match (s, r) {
+                    (Some(s), Some(r)) => Some(when(on_span.clone(), s).otherwise(r).ok()?),
+                    (s, r) => s.or(r),
+                };
+                Ok(Value {
+                    str: pick(span.str, resource.str),
+                    int: pick(span.int, resource.int),
+                    float: pick(span.float, resource.float),
+                    bool: pick(span.bool, resource.bool),
+                    other: pick(span.other, resource.other),
+                    ..Value::default()
+                })
+            }
+            AttributeScope::Event | AttributeScope::Link => plan_err!(
+                "{}{} is not supported yet: events and links are not searchable",
+                a.scope.prefix(),
+                a.name
+            ),
+        }
+    }
+
+    /// An attribute of one scope (`span`, `resource` or `scope`): its typed maps, with a
+    /// dedicated column taking precedence where the table has one.
+    fn scoped(&self, prefix: &str, name: &str) -> Value {
+        let map = |kind: AttrKind| get_field(ident(&schema::attr_column(prefix, kind)), name);
+        let dedicated = |data_type: DataType| {
+            let column = format!("{prefix}.{name}");
+            self.schema
+                .field_with_name(&column)
+                .ok()
+                .filter(|f| f.data_type() == &data_type)
+                .map(|_| ident(&column))
+        };
+        let with_dedicated = |kind: AttrKind, data_type: DataType| match dedicated(data_type) {
+            Some(d) => coalesce(vec![d, map(kind)]),
+            None => map(kind),
+        };
+        let mut str = with_dedicated(AttrKind::Str, DataType::Utf8);
+        if prefix == "resource" && name == crate::storage::to_arrow::SERVICE_NAME_ATTR {
+            str = coalesce(vec![ident(schema::SERVICE_NAME), str]);
+        }
+        Value {
+            str: Some(str),
+            int: Some(with_dedicated(AttrKind::Int, DataType::Int64)),
+            float: Some(map(AttrKind::Float)),
+            bool: Some(map(AttrKind::Bool)),
+            other: Some(map(AttrKind::Other)),
+            ..Value::default()
+        }
+    }
+}
+
+/// An unqualified column, whatever its name holds (dedicated columns have dots in theirs).
+pub fn ident(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+fn binary(l: Expr, op: Operator, r: Expr) -> Expr {
+    Expr::BinaryExpr(BinaryExpr::new(Box::new(l), op, Box::new(r)))
+}
+
+fn bool_value(e: Expr) -> Value {
+    Value {
+        bool: Some(e),
+        ..Value::default()
+    }
+}
+
+/// A hex id literal as `width` bytes, left-padded with zeros as Tempo pads short ids.
+fn padded_hex(text: &str, width: usize) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > width * 2 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let padded = format!("{text:0>w$}", w = width * 2);
+    hex::decode(padded).ok()
+}
+
+pub fn static_value(s: &Static) -> Value {
+    let mut v = Value::default();
+    match s {
+        Static::Int(i) => v.int = Some(lit(*i)),
+        Static::Float(f) => v.float = Some(lit(*f)),
+        Static::Duration(d) => {
+            v.int = Some(lit(*d));
+            v.duration = true;
+        }
+        Static::String(s) => v.str = Some(lit(s.clone())),
+        Static::Bool(b) => v.bool = Some(lit(*b)),
+        Static::Nil => v.nil = true,
+        Static::Status(s) => v.status = Some(lit(s.name())),
+        Static::Kind(k) => v.kind = Some(lit(k.name())),
+    }
+    v
+}
+
+fn cmp_operator(op: CmpOp) -> Operator {
+    match op {
+        CmpOp::Eq => Operator::Eq,
+        CmpOp::Neq => Operator::NotEq,
+        CmpOp::Lt => Operator::Lt,
+        CmpOp::Lte => Operator::LtEq,
+        CmpOp::Gt => Operator::Gt,
+        CmpOp::Gte => Operator::GtEq,
+    }
+}
+
+/// `l op r` with TraceQL's typing: true only where both sides have values of comparable types
+/// that satisfy `op`.
+pub fn compare(op: CmpOp, l: &Value, r: &Value) -> Expr {
+    // `x = nil` is "x is absent", `x != nil` "x is present"; nil against nil is false.
+    if l.nil || r.nil {
+        let other = if l.nil { r } else { l };
+        return match (other.nil, op) {
+            (true, _) => lit(false),
+            (false, CmpOp::Eq) => !other.exists(),
+            (false, CmpOp::Neq) => other.exists(),
+            _ => lit(false),
+        };
+    }
+    let operator = cmp_operator(op);
+    let mut pairs = Vec::new();
+    let mut pair = |a: &Option<Expr>, b: &Option<Expr>| {
+        if let (Some(a), Some(b)) = (a, b) {
+            pairs.push(binary(a.clone(), operator, b.clone()));
+        }
+    };
+    pair(&l.str, &r.str);
+    pair(&l.int, &r.int);
+    pair(&l.float, &r.float);
+    if matches!(op, CmpOp::Eq | CmpOp::Neq) {
+        pair(&l.bool, &r.bool);
+        pair(&l.status, &r.status);
+        pair(&l.kind, &r.kind);
+    }
+    let as_float = |e: &Expr| cast(e.clone(), DataType::Float64);
+    if let (Some(i), Some(f)) = (&l.int, &r.float) {
+        pairs.push(binary(as_float(i), operator, f.clone()));
+    }
+    if let (Some(f), Some(i)) = (&l.float, &r.int) {
+        pairs.push(binary(f.clone(), operator, as_float(i)));
+    }
+    pairs
+        .into_iter()
+        .map(|p| p.is_true())
+        .reduce(Expr::or)
+        .unwrap_or(lit(false))
+}
+
+/// `l op r` for numbers: int with int stays int; any float makes it float.
+fn arithmetic(op: ArithOp, l: &Value, r: &Value) -> Value {
+    let apply = |a: Expr, b: Expr, int: bool| match op {
+        ArithOp::Add => a + b,
+        ArithOp::Sub => a - b,
+        ArithOp::Mul => a * b,
+        // An integer division by zero has no value (DataFusion would fail the whole query).
+        ArithOp::Div if int => a / nullif(b, lit(0i64)),
+        ArithOp::Mod if int => a % nullif(b, lit(0i64)),
+        ArithOp::Div => a / b,
+        ArithOp::Mod => a % b,
+        // Tempo's integer power raises the right operand to the left (`2 ^ 3` is 9); its float
+        // power is the usual one.
+        ArithOp::Pow if int => cast(power(b, a), DataType::Int64),
+        ArithOp::Pow => power(a, b),
+    };
+    let int = match (&l.int, &r.int) {
+        (Some(a), Some(b)) => Some(apply(a.clone(), b.clone(), true)),
+        _ => None,
+    };
+    let as_float = |e: &Expr| cast(e.clone(), DataType::Float64);
+    let mut floats = Vec::new();
+    if let (Some(a), Some(b)) = (&l.float, &r.float) {
+        floats.push(apply(a.clone(), b.clone(), false));
+    }
+    if let (Some(a), Some(b)) = (&l.int, &r.float) {
+        floats.push(apply(as_float(a), b.clone(), false));
+    }
+    if let (Some(a), Some(b)) = (&l.float, &r.int) {
+        floats.push(apply(a.clone(), as_float(b), false));
+    }
+    let float = match floats.len() {
+        0 => None,
+        1 => floats.pop(),
+        _ => Some(coalesce(floats)),
+    };
+    Value {
+        int,
+        float,
+        duration: l.duration || r.duration,
+        ..Value::default()
+    }
+}

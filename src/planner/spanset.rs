@@ -1,0 +1,664 @@
+//! Spanset expressions and pipelines as relational plans over the span table.
+//!
+//! Every intermediate result is a relation with the span table's columns plus
+//! [`SPANSET_KEY`], which tells the spansets of a trace apart (empty until a `by()`), and
+//! the columns of the spanset attributes computed so far (`count()`, `by(…)`). A spanset is
+//! the rows sharing a trace id and a spanset key. Filters are `Filter`s, structural operators
+//! are semi and anti joins on the trace with nested-set conditions, `&&` and `||` are semi joins
+//! and unions, and aggregates are window functions over the spanset.
+
+use std::cell::Cell;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::{Column, JoinType, Result, not_impl_err, plan_err};
+use datafusion::functions::string::expr_fn::concat;
+use datafusion::functions_aggregate::average::avg_udaf;
+use datafusion::functions_aggregate::count::count_udaf;
+use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
+use datafusion::functions_aggregate::sum::sum_udaf;
+use datafusion::functions_window::row_number::row_number_udwf;
+use datafusion::logical_expr::{
+    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, WindowFunctionDefinition, cast,
+    expr::WindowFunction, lit,
+};
+
+use super::field::{FieldLowering, Value, compare, ident, static_value};
+use crate::storage::schema;
+use crate::traceql::ast::{
+    AggregateFn, CmpOp, FieldExpr, FieldRef, Intrinsic, MetricsExpr, Pipeline, PipelineExpr, Query,
+    RootExpr, ScalarExpr, ScalarFilter, SpansetExpr, SpansetOp, Stage,
+};
+
+/// The column that tells the spansets of one trace apart.
+pub const SPANSET_KEY: &str = "__spanset";
+
+/// Where a value of the result is: one column per type it may have.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ValueColumns {
+    pub str: Option<String>,
+    pub int: Option<String>,
+    pub float: Option<String>,
+    pub bool: Option<String>,
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub other: Option<String>,
+    /// The int (or float) is a duration in nanoseconds.
+    pub duration: bool,
+}
+
+/// A named value of the result: a span attribute or a spanset attribute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputValue {
+    /// The key it is shown under (`http.method`, `status`, `count()`, `by(.a)`).
+    pub key: String,
+    pub columns: ValueColumns,
+}
+
+/// A search query as a plan: one row per matched span, with the columns of
+/// [`SEARCH_COLUMNS`], [`SPANSET_KEY`], and those of the attributes.
+#[derive(Debug, Clone)]
+pub struct SearchPlan {
+    pub plan: LogicalPlan,
+    /// Attributes of each spanset (same value on every row of the spanset).
+    pub spanset_attributes: Vec<OutputValue>,
+    /// Attributes shown on each returned span: those the query reads or selects.
+    pub span_attributes: Vec<OutputValue>,
+}
+
+/// The span table columns a search result needs for every matched span.
+pub const SEARCH_COLUMNS: [&str; 9] = [
+    schema::TRACE_ID,
+    schema::SPAN_ID,
+    schema::START_TIME,
+    schema::DURATION_NS,
+    schema::NAME,
+    schema::TRACE_START_TIME,
+    schema::TRACE_DURATION_NS,
+    schema::ROOT_SERVICE_NAME,
+    schema::ROOT_SPAN_NAME,
+];
+
+/// Intrinsics a search result carries in its own fields, so not as span attributes.
+const SHOWN_ELSEWHERE: [Intrinsic; 7] = [
+    Intrinsic::Name,
+    Intrinsic::Duration,
+    Intrinsic::TraceDuration,
+    Intrinsic::TraceRootService,
+    Intrinsic::TraceRootName,
+    Intrinsic::TraceId,
+    Intrinsic::SpanId,
+];
+
+/// An intermediate result: the plan and the spanset attributes it carries.
+struct Rel {
+    plan: LogicalPlan,
+    attrs: Vec<OutputValue>,
+}
+
+/// Lowers one query against a scan of the span table.
+pub struct Planner {
+    scan: LogicalPlan,
+    schema: SchemaRef,
+    /// A filter on every span read (the search time range).
+    span_filter: Option<Expr>,
+    next_name: Cell<usize>,
+}
+
+impl Planner {
+    /// `scan` reads the span table, whose schema is `schema`; `span_filter` restricts every
+    /// span read (e.g. to the searched time range).
+    pub fn new(scan: LogicalPlan, schema: SchemaRef, span_filter: Option<Expr>) -> Self {
+        Self {
+            scan,
+            schema,
+            span_filter,
+            next_name: Cell::new(0),
+        }
+    }
+
+    fn fields(&self) -> FieldLowering<'_> {
+        FieldLowering::new(&self.schema)
+    }
+
+    fn fresh(&self, what: &str) -> String {
+        let n = self.next_name.get();
+        self.next_name.set(n + 1);
+        format!("__{what}{n}")
+    }
+
+    /// The plan of a search query.
+    pub fn search(&self, query: &Query) -> Result<SearchPlan> {
+        let rel = match &query.expr {
+            RootExpr::Pipeline(p) => self.pipeline(p, self.base()?)?,
+            RootExpr::PipelineExpr(p) => self.pipeline_expr(p)?,
+            // A search with a metrics query runs its spanset pipeline, as Tempo's does.
+            RootExpr::Metrics(m) => match &m.expr {
+                MetricsExpr::Pipeline { pipeline, .. } => self.pipeline(pipeline, self.base()?)?,
+                _ => return plan_err!("math expressions are not supported in search"),
+            },
+            RootExpr::ScalarPipelineFilter(_) => {
+                return not_impl_err!("comparing the results of two pipelines");
+            }
+        };
+        let mut refs = Vec::new();
+        collect_shown_fields(query, &mut refs);
+        let mut exprs: Vec<Expr> = SEARCH_COLUMNS
+            .iter()
+            .chain([&SPANSET_KEY])
+            .map(|c| ident(c))
+            .collect();
+        for attr in &rel.attrs {
+            for c in columns_of(&attr.columns) {
+                exprs.push(ident(c));
+            }
+        }
+        let mut span_attributes = Vec::new();
+        for field in refs {
+            let value = self.fields().field(&field)?;
+            let (projected, columns) = self.value_columns(&value);
+            exprs.extend(projected);
+            span_attributes.push(OutputValue {
+                key: shown_key(&field),
+                columns,
+            });
+        }
+        let plan = LogicalPlanBuilder::from(rel.plan).project(exprs)?.build()?;
+        Ok(SearchPlan {
+            plan,
+            spanset_attributes: rel.attrs,
+            span_attributes,
+        })
+    }
+
+    /// Every span (in range), each trace one spanset.
+    fn base(&self) -> Result<LogicalPlan> {
+        let mut builder = LogicalPlanBuilder::from(self.scan.clone());
+        if let Some(f) = &self.span_filter {
+            builder = builder.filter(f.clone())?;
+        }
+        let mut exprs: Vec<Expr> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| ident(f.name()))
+            .collect();
+        exprs.push(lit("").alias(SPANSET_KEY));
+        builder.project(exprs)?.build()
+    }
+
+    /// The span columns and the spanset key, in a fixed order (what unions need).
+    fn core(&self, rel: Rel) -> Result<LogicalPlan> {
+        if rel.attrs.is_empty() {
+            return Ok(rel.plan);
+        }
+        let exprs: Vec<Expr> = self.core_columns().map(|c| ident(&c)).collect();
+        LogicalPlanBuilder::from(rel.plan).project(exprs)?.build()
+    }
+
+    fn core_columns(&self) -> impl Iterator<Item = String> + '_ {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .chain([SPANSET_KEY.to_string()])
+    }
+
+    fn pipeline_expr(&self, expr: &PipelineExpr) -> Result<Rel> {
+        match expr {
+            PipelineExpr::Wrapped(p) => self.pipeline(p, self.base()?),
+            PipelineExpr::Op { op, lhs, rhs } => {
+                let l = self.pipeline_expr(lhs)?;
+                let r = self.pipeline_expr(rhs)?;
+                let plan = self.spanset_op(*op, self.core(l)?, self.core(r)?)?;
+                Ok(Rel {
+                    plan,
+                    attrs: vec![],
+                })
+            }
+        }
+    }
+
+    fn pipeline(&self, pipeline: &Pipeline, input: LogicalPlan) -> Result<Rel> {
+        let mut rel = Rel {
+            plan: input,
+            attrs: vec![],
+        };
+        for stage in &pipeline.stages {
+            rel = match stage {
+                Stage::Spanset(SpansetExpr::Filter { expr, .. }) => Rel {
+                    plan: self.filter(rel.plan, expr)?,
+                    attrs: rel.attrs,
+                },
+                Stage::Spanset(expr) => Rel {
+                    plan: self.spanset(expr, &self.core(rel)?)?,
+                    attrs: vec![],
+                },
+                Stage::ScalarFilter(f) => self.scalar_filter(rel, f)?,
+                Stage::GroupBy { expr, .. } => self.group_by(rel, expr)?,
+                Stage::Coalesce => {
+                    let exprs: Vec<Expr> = self
+                        .core_columns()
+                        .map(|c| {
+                            if c == SPANSET_KEY {
+                                lit("").alias(SPANSET_KEY)
+                            } else {
+                                ident(&c)
+                            }
+                        })
+                        .collect();
+                    Rel {
+                        plan: LogicalPlanBuilder::from(rel.plan).project(exprs)?.build()?,
+                        attrs: vec![],
+                    }
+                }
+                // Selected fields are added to the result's spans at the end.
+                Stage::Select(_) => rel,
+            };
+        }
+        Ok(rel)
+    }
+
+    fn filter(&self, input: LogicalPlan, expr: &FieldExpr) -> Result<LogicalPlan> {
+        let predicate = self.fields().lower(expr)?.is_true();
+        LogicalPlanBuilder::from(input).filter(predicate)?.build()
+    }
+
+    /// A spanset expression over the spans of `input`.
+    fn spanset(&self, expr: &SpansetExpr, input: &LogicalPlan) -> Result<LogicalPlan> {
+        match expr {
+            SpansetExpr::Filter { expr, .. } => self.filter(input.clone(), expr),
+            SpansetExpr::Op { op, lhs, rhs } => {
+                // `{a} || {b}` keeps the spans matching either: one filter, one pass.
+                if *op == SpansetOp::Or
+                    && let (
+                        SpansetExpr::Filter { expr: a, .. },
+                        SpansetExpr::Filter { expr: b, .. },
+                    ) = (lhs.as_ref(), rhs.as_ref())
+                {
+                    let predicate = self
+                        .fields()
+                        .lower(a)?
+                        .is_true()
+                        .or(self.fields().lower(b)?.is_true());
+                    return LogicalPlanBuilder::from(input.clone())
+                        .filter(predicate)?
+                        .build();
+                }
+                let l = self.spanset(lhs, input)?;
+                let r = self.spanset(rhs, input)?;
+                self.spanset_op(*op, l, r)
+            }
+        }
+    }
+
+    /// Two spanset relations combined by `op`.
+    fn spanset_op(&self, op: SpansetOp, l: LogicalPlan, r: LogicalPlan) -> Result<LogicalPlan> {
+        use Structure::*;
+        let semi = |rel, a: &LogicalPlan, b: &LogicalPlan| {
+            self.join(b.clone(), a.clone(), JoinType::LeftSemi, Some(rel))
+        };
+        match op {
+            SpansetOp::And => {
+                let l_in_both = self.join(l.clone(), r.clone(), JoinType::LeftSemi, None)?;
+                let r_in_both = self.join(r, l, JoinType::LeftSemi, None)?;
+                self.union_distinct(l_in_both, r_in_both)
+            }
+            SpansetOp::Or => self.union_distinct(l, r),
+            SpansetOp::Child => semi(Child, &l, &r),
+            SpansetOp::Parent => semi(Parent, &l, &r),
+            SpansetOp::Descendant => semi(Descendant, &l, &r),
+            SpansetOp::Ancestor => semi(Ancestor, &l, &r),
+            SpansetOp::Sibling => semi(Sibling, &l, &r),
+            SpansetOp::NotChild => self.not_related(Child, l, r),
+            SpansetOp::NotParent => self.not_related(Parent, l, r),
+            SpansetOp::NotDescendant => self.not_related(Descendant, l, r),
+            SpansetOp::NotAncestor => self.not_related(Ancestor, l, r),
+            SpansetOp::NotSibling => self.not_related(Sibling, l, r),
+            SpansetOp::UnionChild => {
+                self.union_distinct(semi(Child, &l, &r)?, semi(Parent, &r, &l)?)
+            }
+            SpansetOp::UnionParent => {
+                self.union_distinct(semi(Parent, &l, &r)?, semi(Child, &r, &l)?)
+            }
+            SpansetOp::UnionDescendant => {
+                self.union_distinct(semi(Descendant, &l, &r)?, semi(Ancestor, &r, &l)?)
+            }
+            SpansetOp::UnionAncestor => {
+                self.union_distinct(semi(Ancestor, &l, &r)?, semi(Descendant, &r, &l)?)
+            }
+            SpansetOp::UnionSibling => {
+                self.union_distinct(semi(Sibling, &l, &r)?, semi(Sibling, &r, &l)?)
+            }
+        }
+    }
+
+    /// Spans of `r` with no span of `l` in relation `rel`, in spansets where `l` has spans.
+    fn not_related(&self, rel: Structure, l: LogicalPlan, r: LogicalPlan) -> Result<LogicalPlan> {
+        let unrelated = self.join(r, l.clone(), JoinType::LeftAnti, Some(rel))?;
+        self.join(unrelated, l, JoinType::LeftSemi, None)
+    }
+
+    /// `kept` joined with `other` on the spanset (trace id and spanset key) and, with `rel`,
+    /// on the nested-set condition "a span of `other` stands in `rel` to the span of `kept`".
+    fn join(
+        &self,
+        kept: LogicalPlan,
+        other: LogicalPlan,
+        join_type: JoinType,
+        rel: Option<Structure>,
+    ) -> Result<LogicalPlan> {
+        let k = |c: &str| Expr::Column(Column::new(Some("r"), c));
+        let o = |c: &str| Expr::Column(Column::new(Some("l"), c));
+        let mut on = vec![
+            o(schema::TRACE_ID).eq(k(schema::TRACE_ID)),
+            o(SPANSET_KEY).eq(k(SPANSET_KEY)),
+        ];
+        let (left, right, parent) = (
+            schema::NESTED_SET_LEFT,
+            schema::NESTED_SET_RIGHT,
+            schema::NESTED_SET_PARENT,
+        );
+        // Spans outside the nested set (left = 0) are in no relation.
+        match rel {
+            None => {}
+            Some(Structure::Child) => {
+                on.push(o(left).eq(k(parent)));
+                on.push(o(left).gt(lit(0)));
+            }
+            Some(Structure::Parent) => {
+                on.push(k(left).eq(o(parent)));
+                on.push(k(left).gt(lit(0)));
+            }
+            Some(Structure::Descendant) => {
+                on.push(o(left).lt(k(left)));
+                on.push(k(left).lt(o(right)));
+                on.push(o(left).gt(lit(0)));
+            }
+            Some(Structure::Ancestor) => {
+                on.push(k(left).lt(o(left)));
+                on.push(o(left).lt(k(right)));
+                on.push(k(left).gt(lit(0)));
+            }
+            Some(Structure::Sibling) => {
+                on.push(o(parent).eq(k(parent)));
+                on.push(o(schema::SPAN_ID).not_eq(k(schema::SPAN_ID)));
+                on.push(o(left).gt(lit(0)));
+                on.push(k(left).gt(lit(0)));
+            }
+        }
+        let other = LogicalPlanBuilder::from(other).alias("l")?.build()?;
+        LogicalPlanBuilder::from(kept)
+            .alias("r")?
+            .join_on(other, join_type, on)?
+            .build()
+    }
+
+    /// The spans of both, each once.
+    fn union_distinct(&self, a: LogicalPlan, b: LogicalPlan) -> Result<LogicalPlan> {
+        let rn = self.fresh("row");
+        let numbered = Expr::WindowFunction(Box::new(WindowFunction::new(
+            WindowFunctionDefinition::WindowUDF(row_number_udwf()),
+            vec![],
+        )))
+        .partition_by(vec![
+            ident(schema::TRACE_ID),
+            ident(SPANSET_KEY),
+            ident(schema::SPAN_ID),
+        ])
+        .build()?
+        .alias(&rn);
+        let exprs: Vec<Expr> = self.core_columns().map(|c| ident(&c)).collect();
+        LogicalPlanBuilder::from(a)
+            .union(b)?
+            .window(vec![numbered])?
+            .filter(ident(&rn).eq(lit(1u64)))?
+            .project(exprs)?
+            .build()
+    }
+
+    /// `| count() > 2` and friends: the aggregate over each spanset as a window, then a filter.
+    fn scalar_filter(&self, rel: Rel, f: &ScalarFilter) -> Result<Rel> {
+        let (agg, op, value) = match (&f.lhs, &f.rhs) {
+            (ScalarExpr::Aggregate(a), ScalarExpr::Static(s)) => (a, f.op, s),
+            (ScalarExpr::Static(s), ScalarExpr::Aggregate(a)) => (a, mirror(f.op), s),
+            _ => return not_impl_err!("scalar filters other than `aggregate op number`"),
+        };
+        let name = self.fresh("agg");
+        let (udaf, arg, duration) = match (agg.func, &agg.arg) {
+            (AggregateFn::Count, _) => (count_udaf(), lit(1i64), false),
+            (func, Some(arg)) => {
+                let v = self.fields().lower(arg)?;
+                let Some(number) = v.as_float() else {
+                    return plan_err!("{}() needs a number", func.name());
+                };
+                let udaf = match func {
+                    AggregateFn::Avg => avg_udaf(),
+                    AggregateFn::Min => min_udaf(),
+                    AggregateFn::Max => max_udaf(),
+                    AggregateFn::Sum => sum_udaf(),
+                    AggregateFn::Count => unreachable!("count has no argument"),
+                };
+                (udaf, number, v.duration)
+            }
+            (func, None) => return plan_err!("{}() needs an argument", func.name()),
+        };
+        let window = Expr::WindowFunction(Box::new(WindowFunction::new(
+            WindowFunctionDefinition::AggregateUDF(udaf),
+            vec![arg],
+        )))
+        .partition_by(vec![ident(schema::TRACE_ID), ident(SPANSET_KEY)])
+        .build()?
+        .alias(&name);
+        let mut columns = ValueColumns {
+            duration,
+            ..ValueColumns::default()
+        };
+        let result = if agg.func == AggregateFn::Count {
+            columns.int = Some(name.clone());
+            Value {
+                int: Some(ident(&name)),
+                ..Value::default()
+            }
+        } else {
+            columns.float = Some(name.clone());
+            Value {
+                float: Some(ident(&name)),
+                ..Value::default()
+            }
+        };
+        let predicate = compare(op, &result, &static_value(value));
+        let plan = LogicalPlanBuilder::from(rel.plan)
+            .window(vec![window])?
+            .filter(predicate)?
+            .build()?;
+        let mut attrs = rel.attrs;
+        attrs.push(OutputValue {
+            key: agg.to_string(),
+            columns,
+        });
+        Ok(Rel { plan, attrs })
+    }
+
+    /// `| by(expr)`: each spanset split by the value of `expr`.
+    fn group_by(&self, rel: Rel, expr: &FieldExpr) -> Result<Rel> {
+        let value = self.fields().lower(expr)?;
+        let key = group_key(&value);
+        let (value_exprs, columns) = self.value_columns(&value);
+        let mut exprs: Vec<Expr> = self
+            .core_columns()
+            .map(|c| {
+                if c == SPANSET_KEY {
+                    concat(vec![ident(SPANSET_KEY), lit("\u{1f}"), key.clone()]).alias(SPANSET_KEY)
+                } else {
+                    ident(&c)
+                }
+            })
+            .collect();
+        for attr in &rel.attrs {
+            exprs.extend(columns_of(&attr.columns).map(|c| ident(c)));
+        }
+        exprs.extend(value_exprs);
+        let plan = LogicalPlanBuilder::from(rel.plan).project(exprs)?.build()?;
+        let mut attrs = rel.attrs;
+        attrs.push(OutputValue {
+            key: format!("by({expr})"),
+            columns,
+        });
+        Ok(Rel { plan, attrs })
+    }
+
+    /// A value as named columns, one per type it may have.
+    fn value_columns(&self, value: &Value) -> (Vec<Expr>, ValueColumns) {
+        let mut exprs = Vec::new();
+        let mut columns = ValueColumns {
+            duration: value.duration,
+            ..ValueColumns::default()
+        };
+        let mut add = |e: &Option<Expr>, slot: &mut Option<String>| {
+            if let Some(e) = e {
+                let name = self.fresh("value");
+                exprs.push(e.clone().alias(&name));
+                *slot = Some(name);
+            }
+        };
+        add(&value.str, &mut columns.str);
+        add(&value.int, &mut columns.int);
+        add(&value.float, &mut columns.float);
+        add(&value.bool, &mut columns.bool);
+        add(&value.status, &mut columns.status);
+        add(&value.kind, &mut columns.kind);
+        add(&value.other, &mut columns.other);
+        (exprs, columns)
+    }
+}
+
+/// The nested-set relations of the structural operators: "a span of the other side is the
+/// kept span's parent", and so on.
+#[derive(Debug, Clone, Copy)]
+enum Structure {
+    /// The kept span's parent is on the other side.
+    Child,
+    /// The kept span is the parent of one on the other side.
+    Parent,
+    /// An ancestor of the kept span is on the other side.
+    Descendant,
+    /// The kept span is an ancestor of one on the other side.
+    Ancestor,
+    /// The kept span shares its parent with another span on the other side.
+    Sibling,
+}
+
+fn mirror(op: CmpOp) -> CmpOp {
+    match op {
+        CmpOp::Lt => CmpOp::Gt,
+        CmpOp::Lte => CmpOp::Gte,
+        CmpOp::Gt => CmpOp::Lt,
+        CmpOp::Gte => CmpOp::Lte,
+        other => other,
+    }
+}
+
+/// A string that is equal exactly when the values are (type included), for grouping.
+fn group_key(value: &Value) -> Expr {
+    // `||` is null when the value is (`concat` would treat it as empty), so `coalesce` picks
+    // the type the value has.
+    let tagged = |tag: &str, e: &Option<Expr>| {
+        e.as_ref().map(|e| {
+            Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(
+                Box::new(lit(tag.to_string())),
+                datafusion::logical_expr::Operator::StringConcat,
+                Box::new(cast(e.clone(), DataType::Utf8)),
+            ))
+        })
+    };
+    let keys: Vec<Expr> = [
+        tagged("s", &value.str),
+        tagged("i", &value.int),
+        tagged("f", &value.float),
+        tagged("b", &value.bool),
+        tagged("t", &value.status),
+        tagged("k", &value.kind),
+        tagged("o", &value.other),
+        Some(lit("nil")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    datafusion::functions::core::expr_fn::coalesce(keys)
+}
+
+fn columns_of(c: &ValueColumns) -> impl Iterator<Item = &String> {
+    [
+        &c.str, &c.int, &c.float, &c.bool, &c.status, &c.kind, &c.other,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The key a field is shown under on a result span: the attribute's name, or the
+/// intrinsic's canonical spelling.
+fn shown_key(field: &FieldRef) -> String {
+    match field {
+        FieldRef::Attribute(a) => a.name.clone(),
+        FieldRef::Intrinsic(i) => i.canonical_name(),
+    }
+}
+
+/// The fields a query reads or selects, in order of appearance, without the intrinsics a
+/// result shows in fields of its own.
+fn collect_shown_fields(query: &Query, out: &mut Vec<FieldRef>) {
+    fn push(out: &mut Vec<FieldRef>, f: &FieldRef) {
+        let hidden = matches!(f, FieldRef::Intrinsic(i) if SHOWN_ELSEWHERE.contains(i));
+        if !hidden && !out.contains(f) {
+            out.push(f.clone());
+        }
+    }
+    fn field_expr(out: &mut Vec<FieldRef>, e: &FieldExpr) {
+        match e {
+            FieldExpr::Static(_) => {}
+            FieldExpr::Field(f, _) => push(out, f),
+            FieldExpr::Binary { lhs, rhs, .. } => {
+                field_expr(out, lhs);
+                field_expr(out, rhs);
+            }
+            FieldExpr::Unary { expr, .. } => field_expr(out, expr),
+        }
+    }
+    fn spanset(out: &mut Vec<FieldRef>, s: &SpansetExpr) {
+        match s {
+            SpansetExpr::Filter { expr, .. } => field_expr(out, expr),
+            SpansetExpr::Op { lhs, rhs, .. } => {
+                spanset(out, lhs);
+                spanset(out, rhs);
+            }
+        }
+    }
+    fn pipeline(out: &mut Vec<FieldRef>, p: &Pipeline) {
+        for stage in &p.stages {
+            match stage {
+                Stage::Spanset(s) => spanset(out, s),
+                Stage::Select(fields) => fields.iter().for_each(|f| push(out, f)),
+                Stage::ScalarFilter(_) | Stage::GroupBy { .. } | Stage::Coalesce => {}
+            }
+        }
+    }
+    fn pipeline_expr(out: &mut Vec<FieldRef>, p: &PipelineExpr) {
+        match p {
+            PipelineExpr::Wrapped(p) => pipeline(out, p),
+            PipelineExpr::Op { lhs, rhs, .. } => {
+                pipeline_expr(out, lhs);
+                pipeline_expr(out, rhs);
+            }
+        }
+    }
+    match &query.expr {
+        RootExpr::Pipeline(p) => pipeline(out, p),
+        RootExpr::PipelineExpr(p) => pipeline_expr(out, p),
+        RootExpr::Metrics(m) => {
+            if let MetricsExpr::Pipeline { pipeline: p, .. } = &m.expr {
+                pipeline(out, p);
+            }
+        }
+        RootExpr::ScalarPipelineFilter(_) => {}
+    }
+}
