@@ -9,8 +9,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::api::http::{self, ApiState, Readiness};
+use crate::api::search::SearchState;
 use crate::api::traces::TraceSources;
 use crate::config::{Config, WalSync};
+use crate::exec::sources::QuerySources;
 use crate::ingest::distributor::{Distributor, Limits};
 use crate::ingest::ingester::{Ingester, IngesterOptions};
 use crate::ingest::wal::SyncPolicy;
@@ -117,13 +119,23 @@ pub async fn serve(
         None => None,
     };
 
+    let reader = Arc::new(TraceReader::new(store.clone(), blocklist.clone()));
     let router = http::router(
         ApiState {
             readiness: readiness.clone(),
         },
         TraceSources {
-            blocks: Arc::new(TraceReader::new(store.clone(), blocklist.clone())),
+            blocks: reader.clone(),
             ingester: Some(ingester.clone()),
+            multitenancy: config.multitenancy_enabled,
+        },
+        SearchState {
+            sources: QuerySources::new(
+                store.clone(),
+                reader,
+                Some(ingester.clone()),
+                trace_config.block.parquet_dedicated_columns.clone(),
+            ),
             multitenancy: config.multitenancy_enabled,
         },
     );

@@ -38,7 +38,19 @@ pub struct ApiState {
     pub readiness: Arc<Readiness>,
 }
 
-pub fn router(state: ApiState, traces: super::traces::TraceSources) -> Router {
+pub fn router(
+    state: ApiState,
+    traces: super::traces::TraceSources,
+    search: super::search::SearchState,
+) -> Router {
+    use super::search as s;
+    let search_routes = Router::new()
+        .route("/api/search", get(s::search))
+        .route("/api/search/tags", get(s::tags_v1))
+        .route("/api/v2/search/tags", get(s::tags_v2))
+        .route("/api/search/tag/{name}/values", get(s::tag_values_v1))
+        .route("/api/v2/search/tag/{name}/values", get(s::tag_values_v2))
+        .with_state(search);
     let trace_routes = Router::new()
         .route("/api/traces/{id}", get(super::traces::trace_v1))
         .route("/api/v2/traces/{id}", get(super::traces::trace_v2))
@@ -50,6 +62,7 @@ pub fn router(state: ApiState, traces: super::traces::TraceSources) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(trace_routes)
+        .merge(search_routes)
 }
 
 async fn ready(State(state): State<ApiState>) -> Response {

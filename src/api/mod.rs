@@ -4,4 +4,5 @@
 
 pub mod http;
 pub mod otlp_json;
+pub mod search;
 pub mod traces;

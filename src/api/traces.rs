@@ -68,7 +68,7 @@ fn wants_protobuf(headers: &HeaderMap) -> bool {
 type TimeRange = (DateTime<Utc>, DateTime<Utc>);
 
 /// `start`/`end` in Unix seconds, both or neither.
-fn time_range(params: &HashMap<String, String>) -> Result<Option<TimeRange>, String> {
+pub(crate) fn time_range(params: &HashMap<String, String>) -> Result<Option<TimeRange>, String> {
     let parse = |name: &str| -> Result<Option<DateTime<Utc>>, String> {
         match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
             None => Ok(None),
@@ -90,6 +90,25 @@ fn time_range(params: &HashMap<String, String>) -> Result<Option<TimeRange>, Str
     }
 }
 
+/// The request's tenant: `X-Scope-OrgID` with multitenancy (401 without it), else the single
+/// tenant.
+pub(crate) fn tenant_of(
+    headers: &HeaderMap,
+    multitenancy: bool,
+) -> Result<String, (StatusCode, &'static str)> {
+    if !multitenancy {
+        return Ok(crate::ingest::distributor::SINGLE_TENANT.to_string());
+    }
+    headers
+        .get("x-scope-orgid")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or((
+            StatusCode::UNAUTHORIZED,
+            "no org id: multitenancy is enabled, send the tenant in the X-Scope-OrgID header",
+        ))
+}
+
 async fn find(
     sources: &TraceSources,
     headers: &HeaderMap,
@@ -100,21 +119,7 @@ async fn find(
         .parse()
         .map_err(|e| bad_request(format!("invalid trace id: {e}")))?;
     let range = time_range(params).map_err(bad_request)?;
-    let tenant = if sources.multitenancy {
-        headers
-            .get("x-scope-orgid")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .ok_or_else(|| {
-                (
-                    StatusCode::UNAUTHORIZED,
-                    "no org id: multitenancy is enabled, send the tenant in the X-Scope-OrgID header",
-                )
-                    .into_response()
-            })?
-    } else {
-        crate::ingest::distributor::SINGLE_TENANT.to_string()
-    };
+    let tenant = tenant_of(headers, sources.multitenancy).map_err(IntoResponse::into_response)?;
     // Memory before blocks: the ingester lists a block before dropping its traces from
     // memory, so in this order a trace being flushed is always seen in one or the other.
     let mut parts = sources

@@ -3,4 +3,5 @@
 
 pub mod search;
 pub mod session;
+pub mod sources;
 pub mod table;

@@ -238,12 +238,31 @@ impl Ingester {
         tenant: &str,
         dedicated: &[crate::config::DedicatedColumn],
     ) -> Result<Vec<arrow::array::RecordBatch>, arrow::error::ArrowError> {
+        Ok(self.snapshot(tenant, dedicated)?.0)
+    }
+
+    /// The tag catalog of what `tenant` has in memory.
+    pub fn tag_catalog(
+        &self,
+        tenant: &str,
+    ) -> Result<crate::storage::TagCatalog, arrow::error::ArrowError> {
+        Ok(self.snapshot(tenant, &[])?.1)
+    }
+
+    fn snapshot(
+        &self,
+        tenant: &str,
+        dedicated: &[crate::config::DedicatedColumn],
+    ) -> Result<
+        (Vec<arrow::array::RecordBatch>, crate::storage::TagCatalog),
+        arrow::error::ArrowError,
+    > {
         // Copy the encoded traces out under the lock; decode and convert outside it.
         let mut traces: BTreeMap<TraceId, Vec<Vec<u8>>> = BTreeMap::new();
         {
             let tenants = self.tenants.lock().expect("ingester lock");
             let Some(state) = tenants.get(tenant) else {
-                return Ok(Vec::new());
+                return Ok(Default::default());
             };
             for (id, live) in &state.live {
                 traces.entry(*id).or_default().push(live.encoded.clone());
@@ -270,7 +289,7 @@ impl Ingester {
         if !builder.is_empty() {
             batches.push(builder.finish()?);
         }
-        Ok(batches)
+        Ok((batches, builder.take_catalog().finish()))
     }
 
     /// Every part of trace `id` held in memory (live, head, being flushed).

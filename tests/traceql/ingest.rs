@@ -13,10 +13,10 @@ use tracefusion::api::traces::TraceByIdResponse;
 use crate::storage::{Traces, canonical, generate};
 use crate::support::{ChildGuard, binary, free_port, wait_ready};
 
-struct Server {
-    child: ChildGuard,
-    http: String,
-    otlp: String,
+pub(crate) struct Server {
+    pub(crate) child: ChildGuard,
+    pub(crate) http: String,
+    pub(crate) otlp: String,
     dir: std::path::PathBuf,
 }
 
@@ -31,7 +31,7 @@ fn config_text(dir: &std::path::Path, http: u16, otlp: u16, extra: &str) -> Stri
     )
 }
 
-async fn start(dir: &std::path::Path, extra: &str) -> Server {
+pub(crate) async fn start(dir: &std::path::Path, extra: &str) -> Server {
     let (http, otlp) = (free_port(), free_port());
     let config = dir.join("tracefusion.yaml");
     std::fs::write(&config, config_text(dir, http, otlp, extra)).unwrap();
@@ -58,7 +58,7 @@ async fn start(dir: &std::path::Path, extra: &str) -> Server {
     }
 }
 
-fn request_of(traces: &Traces) -> ExportTraceServiceRequest {
+pub(crate) fn request_of(traces: &Traces) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: traces.values().flatten().cloned().collect(),
     }
@@ -102,7 +102,7 @@ fn committed_blocks(dir: &std::path::Path, tenant: &str) -> usize {
 }
 
 /// Waits (at most 20 s) until the server has committed a block for `tenant`.
-async fn wait_for_block(server: &Server, tenant: &str) {
+pub(crate) async fn wait_for_block(server: &Server, tenant: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while committed_blocks(&server.dir, tenant) == 0 {
         assert!(

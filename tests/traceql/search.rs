@@ -410,3 +410,343 @@ async fn every_executable_corpus_query_agrees_with_the_reference() {
         failures.join("\n")
     );
 }
+
+/// Keys Grafana's strict decoder accepts in each object of a search response.
+fn check_search_shape(body: &serde_json::Value) {
+    fn keys(v: &serde_json::Value, allowed: &[&str], what: &str) {
+        let object = v
+            .as_object()
+            .unwrap_or_else(|| panic!("{what} is not an object: {v}"));
+        for key in object.keys() {
+            assert!(
+                allowed.contains(&key.as_str()),
+                "unknown field {key:?} in {what}: {v}"
+            );
+        }
+    }
+    fn key_values(list: Option<&serde_json::Value>) {
+        for kv in list.and_then(|l| l.as_array()).into_iter().flatten() {
+            keys(kv, &["key", "value"], "KeyValue");
+            keys(
+                &kv["value"],
+                &[
+                    "stringValue",
+                    "boolValue",
+                    "intValue",
+                    "doubleValue",
+                    "arrayValue",
+                    "kvlistValue",
+                    "bytesValue",
+                ],
+                "AnyValue",
+            );
+        }
+    }
+    fn span_set(set: &serde_json::Value) {
+        keys(set, &["spans", "matched", "attributes"], "SpanSet");
+        key_values(set.get("attributes"));
+        for span in set["spans"].as_array().into_iter().flatten() {
+            keys(
+                span,
+                &[
+                    "spanID",
+                    "name",
+                    "startTimeUnixNano",
+                    "durationNanos",
+                    "attributes",
+                ],
+                "Span",
+            );
+            assert_eq!(span["spanID"].as_str().unwrap().len(), 16);
+            key_values(span.get("attributes"));
+        }
+    }
+    keys(body, &["traces", "metrics"], "SearchResponse");
+    keys(
+        &body["metrics"],
+        &[
+            "inspectedTraces",
+            "inspectedBytes",
+            "totalBlocks",
+            "completedJobs",
+            "totalJobs",
+            "totalBlockBytes",
+            "inspectedSpans",
+        ],
+        "SearchMetrics",
+    );
+    for trace in body["traces"].as_array().unwrap() {
+        keys(
+            trace,
+            &[
+                "traceID",
+                "rootServiceName",
+                "rootTraceName",
+                "startTimeUnixNano",
+                "durationMs",
+                "spanSet",
+                "spanSets",
+                "serviceStats",
+            ],
+            "TraceSearchMetadata",
+        );
+        assert!(!trace["traceID"].as_str().unwrap().starts_with('0'));
+        trace["startTimeUnixNano"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+        span_set(&trace["spanSet"]);
+        assert_eq!(trace["spanSet"], trace["spanSets"][0]);
+        for set in trace["spanSets"].as_array().unwrap() {
+            span_set(set);
+        }
+    }
+}
+
+fn trace_ids(body: &serde_json::Value) -> Vec<String> {
+    body["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["traceID"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn tempo_id(id: &TraceId) -> String {
+    hex::encode(id.0).trim_start_matches('0').to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_and_tag_apis_answer_as_tempo_does() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::ingest::start(dir.path(), "").await;
+    let client = reqwest::Client::new();
+    let traces = generate(77, 80);
+    let reference: HashMap<TraceId, RefTrace> = traces
+        .iter()
+        .map(|(id, b)| (*id, RefTrace::new(*id, std::slice::from_ref(b))))
+        .collect();
+    let body = crate::ingest::request_of(&traces).encode_to_vec();
+    let pushed = client
+        .post(&server.otlp)
+        .header("Content-Type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 200);
+    let get = |path: String| {
+        let client = client.clone();
+        let url = format!("{}{path}", server.http);
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    let q = "{ status = error } | select(span.http.route)";
+    let expected = crate::reference::search(&reference, &compile(q).unwrap());
+    assert!(expected.len() > 3, "the data must have error traces");
+    // Newest first by trace start, as many as asked for.
+    let mut newest: Vec<(i64, TraceId)> = expected
+        .keys()
+        .map(|id| {
+            let start = traces[id]
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .flat_map(|ss| &ss.spans)
+                .map(|s| s.start_time_unix_nano as i64)
+                .min()
+                .unwrap();
+            (start, *id)
+        })
+        .collect();
+    newest.sort_by(|a, b| b.cmp(a));
+    let want: Vec<String> = newest.iter().take(3).map(|(_, id)| tempo_id(id)).collect();
+    let encoded = |q: &str| url_escape(q);
+
+    // Live data first, then the same answer from the block.
+    for phase in ["live", "block"] {
+        if phase == "block" {
+            crate::ingest::wait_for_block(&server, "single-tenant").await;
+        }
+        let (status, text) = get(format!("/api/search?q={}&limit=3&spss=2", encoded(q))).await;
+        assert_eq!(status, 200, "{phase}: {text}");
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        check_search_shape(&body);
+        assert_eq!(trace_ids(&body), want, "{phase}: the newest 3 error traces");
+        for trace in body["traces"].as_array().unwrap() {
+            let id = newest
+                .iter()
+                .find(|(_, id)| tempo_id(id) == trace["traceID"])
+                .unwrap()
+                .1;
+            let sets = &expected[&id];
+            let set = &trace["spanSets"][0];
+            assert_eq!(
+                set["matched"],
+                sets[0].len(),
+                "{phase}: matched counts every error span"
+            );
+            assert_eq!(
+                set["spans"].as_array().unwrap().len(),
+                sets[0].len().min(2),
+                "spss"
+            );
+            for span in set["spans"].as_array().unwrap() {
+                let attrs = span["attributes"].as_array().unwrap();
+                assert!(
+                    attrs
+                        .iter()
+                        .any(|kv| kv["key"] == "status" && kv["value"]["stringValue"] == "error"),
+                    "{phase}: the filtered intrinsic is shown: {span}"
+                );
+            }
+            assert!(trace["rootServiceName"].is_string());
+        }
+    }
+
+    // A time range that holds none of the data finds nothing.
+    let (status, text) = get(format!("/api/search?q={}&start=1000&end=2000", encoded(q))).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        trace_ids(&serde_json::from_str(&text).unwrap()),
+        Vec::<String>::new()
+    );
+
+    // The legacy tag form.
+    let (status, text) = get("/api/search?tags=service.name%3Dcheckout&limit=100".into()).await;
+    assert_eq!(status, 200, "{text}");
+    let legacy = serde_json::from_str::<serde_json::Value>(&text).unwrap();
+    check_search_shape(&legacy);
+    let checkout = crate::reference::search(
+        &reference,
+        &compile(r#"{ resource.service.name = "checkout" }"#).unwrap(),
+    );
+    assert_eq!(trace_ids(&legacy).len(), checkout.len());
+
+    // Tags and tag values come from the catalogs.
+    let (status, text) = get("/api/v2/search/tags".into()).await;
+    assert_eq!(status, 200, "{text}");
+    let tags: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let scope = |name: &str| {
+        tags["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} scope: {tags}"))["tags"]
+            .clone()
+    };
+    assert!(
+        scope("resource")
+            .as_array()
+            .unwrap()
+            .contains(&"service.name".into())
+    );
+    assert!(
+        scope("span")
+            .as_array()
+            .unwrap()
+            .contains(&"http.route".into())
+    );
+    assert!(
+        scope("intrinsic")
+            .as_array()
+            .unwrap()
+            .contains(&"status".into())
+    );
+    let (_, text) = get("/api/search/tags?scope=span".into()).await;
+    let v1: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        v1["tagNames"]
+            .as_array()
+            .unwrap()
+            .contains(&"http.route".into())
+    );
+    assert!(
+        !v1["tagNames"]
+            .as_array()
+            .unwrap()
+            .contains(&"service.name".into())
+    );
+
+    let (status, text) = get("/api/v2/search/tag/resource.service.name/values".into()).await;
+    assert_eq!(status, 200, "{text}");
+    let values: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        values["tagValues"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"type": "string", "value": "checkout"})),
+        "{values}"
+    );
+    let (_, text) = get("/api/v2/search/tag/span.http.response.status_code/values".into()).await;
+    let values: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        values["tagValues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["type"] == "int"),
+        "{values}"
+    );
+    let (_, text) = get("/api/v2/search/tag/status/values".into()).await;
+    assert!(
+        text.contains(r#"{"type":"keyword","value":"error"}"#),
+        "{text}"
+    );
+    let (_, text) = get("/api/search/tag/service.name/values".into()).await;
+    assert!(text.contains(r#""checkout""#), "{text}");
+
+    // Bad requests get 400 and say what was wrong.
+    for (path, needle) in [
+        (format!("/api/search?q={}", encoded("{ .a = }")), "line 1"),
+        (format!("/api/search?q={}&limit=0", encoded("{}")), "limit"),
+        (format!("/api/search?q={}&spss=101", encoded("{}")), "101"),
+        (
+            format!("/api/search?q={}&start=20&end=10", encoded("{}")),
+            "end",
+        ),
+        (
+            format!("/api/search?q={}&start=1&end=999999", encoded("{}")),
+            "range specified by start and end exceeds",
+        ),
+        (
+            format!("/api/search?q={}", encoded("{ event:name = \"x\" }")),
+            "not supported",
+        ),
+        (
+            format!("/api/search?q={}&tags=a%3Db", encoded("{}")),
+            "either q or tags",
+        ),
+        (
+            "/api/v2/search/tag/%7B%7D/values".to_string(),
+            "invalid tag",
+        ),
+        (
+            "/api/v2/search/tags?scope=galaxy".to_string(),
+            "invalid scope",
+        ),
+    ] {
+        let (status, text) = get(path.clone()).await;
+        assert_eq!(status, 400, "{path}: {text}");
+        assert!(
+            text.contains(needle),
+            "{path}: {text:?} should mention {needle:?}"
+        );
+    }
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,658 @@
+//! Search and tag discovery: `GET /api/search` (TraceQL `q`, or the legacy `tags` form),
+//! `/api/search/tags`, `/api/v2/search/tags`, `/api/search/tag/{name}/values` and
+//! `/api/v2/search/tag/{name}/values`, in Tempo's JSON shapes (Grafana's strict decoder
+//! rejects unknown fields, so only Tempo's fields are written, zero values left out).
+
+use std::collections::{BTreeSet, HashMap};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use datafusion::common::DataFusionError;
+use serde_json::{Map, Value as Json, json};
+
+use super::traces::{tenant_of, time_range};
+use crate::exec::search::{
+    AttrValue, DEFAULT_LIMIT, DEFAULT_SPSS, MAX_SPSS, SearchOptions, SearchResult, TraceMatch,
+};
+use crate::exec::sources::QuerySources;
+use crate::storage::catalog::{TagScope, TagValue};
+use crate::traceql::ast::{AttributeScope, FieldRef, Intrinsic, RootExpr, Stage};
+
+/// Tempo's `max_result_limit`, search range limit and query size limit.
+const MAX_LIMIT: usize = 262_144;
+const MAX_RANGE_SECONDS: i64 = 168 * 3600;
+const MAX_QUERY_BYTES: usize = 128 << 10;
+
+/// Root service name of a trace whose root span has not arrived, as Tempo writes it.
+const NO_ROOT: &str = "<root span not yet received>";
+
+/// The intrinsics tag discovery lists, as Tempo lists them.
+const INTRINSIC_TAGS: [&str; 25] = [
+    "duration",
+    "event:name",
+    "event:timeSinceStart",
+    "instrumentation:name",
+    "instrumentation:version",
+    "kind",
+    "link:spanID",
+    "link:traceID",
+    "name",
+    "rootName",
+    "rootServiceName",
+    "span:duration",
+    "span:id",
+    "span:kind",
+    "span:name",
+    "span:parentID",
+    "span:status",
+    "span:statusMessage",
+    "status",
+    "statusMessage",
+    "trace:duration",
+    "trace:id",
+    "trace:rootName",
+    "trace:rootService",
+    "traceDuration",
+];
+
+#[derive(Clone)]
+pub struct SearchState {
+    pub sources: QuerySources,
+    pub multitenancy: bool,
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    (StatusCode::BAD_REQUEST, message.into()).into_response()
+}
+
+fn json_response(body: Json) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Planning errors are the query's fault; anything else is ours.
+fn query_failed(e: DataFusionError) -> Response {
+    match e {
+        DataFusionError::Plan(m) | DataFusionError::NotImplemented(m) => {
+            bad_request(format!("invalid TraceQL query: {m}"))
+        }
+        other => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("search failed: {other}"),
+        )
+            .into_response(),
+    }
+}
+
+/// `start`/`end` (Unix seconds) as an inclusive nanosecond range, within Tempo's limit.
+fn search_range(params: &HashMap<String, String>) -> Result<Option<(i64, i64)>, String> {
+    let Some((start, end)) = time_range(params)? else {
+        return Ok(None);
+    };
+    let (s, e) = (start.timestamp(), end.timestamp());
+    if e - s > MAX_RANGE_SECONDS {
+        return Err(format!(
+            "range specified by start and end exceeds 168h0m0s. received start={s} end={e}"
+        ));
+    }
+    let nanos = |d: chrono::DateTime<chrono::Utc>| d.timestamp_nanos_opt().unwrap_or(i64::MAX);
+    Ok(Some((nanos(start), nanos(end))))
+}
+
+fn positive(params: &HashMap<String, String>, name: &str) -> Result<Option<usize>, String> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u32>()
+            .map(|n| Some(n as usize))
+            .map_err(|_| format!("invalid {name} {v:?}: expected a positive integer")),
+    }
+}
+
+/// The legacy search form: `tags=k=v k2="v 2"`, `minDuration`, `maxDuration`, as TraceQL.
+fn legacy_query(params: &HashMap<String, String>) -> Result<String, String> {
+    const KNOWN: [&str; 8] = [
+        "q",
+        "tags",
+        "limit",
+        "spss",
+        "start",
+        "end",
+        "minDuration",
+        "maxDuration",
+    ];
+    let mut conditions = Vec::new();
+    let mut tags: Vec<(String, String)> = match params.get("tags") {
+        Some(text) => parse_logfmt(text)?,
+        None => Vec::new(),
+    };
+    // With neither `tags` nor a time range, Tempo takes every other parameter as a tag.
+    if !params.contains_key("tags") && !params.contains_key("start") {
+        tags.extend(
+            params
+                .iter()
+                .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        tags.sort();
+    }
+    let quote = |v: &str| format!("{v:?}");
+    for (key, value) in tags {
+        conditions.push(match key.as_str() {
+            "name" => format!("name = {}", quote(&value)),
+            "status.code" => format!("status = {value}"),
+            "service.name" => format!("resource.service.name = {}", quote(&value)),
+            "root.service.name" => format!("rootServiceName = {}", quote(&value)),
+            "root.name" => format!("rootName = {}", quote(&value)),
+            _ => match value.parse::<i64>() {
+                Ok(n) => format!(".{key} = {n}"),
+                Err(_) => format!(
+                    ".\"{}\" = {}",
+                    key.replace('\\', "\\\\").replace('"', "\\\""),
+                    quote(&value)
+                ),
+            },
+        });
+    }
+    for (param, op) in [("minDuration", ">="), ("maxDuration", "<=")] {
+        if let Some(v) = params.get(param).filter(|v| !v.is_empty()) {
+            let d =
+                humantime::parse_duration(v).map_err(|e| format!("invalid {param} {v:?}: {e}"))?;
+            conditions.push(format!("traceDuration {op} {}ns", d.as_nanos()));
+        }
+    }
+    Ok(format!("{{ {} }}", conditions.join(" && ")))
+}
+
+/// `k=v k2="v 2"`; a key given twice is an error, as in Tempo.
+fn parse_logfmt(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let eq = rest
+            .find('=')
+            .ok_or_else(|| format!("invalid tags {text:?}: expected key=value"))?;
+        let key = rest[..eq].trim().to_string();
+        rest = &rest[eq + 1..];
+        let value = if let Some(quoted) = rest.strip_prefix('"') {
+            let close = quoted
+                .find('"')
+                .ok_or_else(|| format!("invalid tags {text:?}: unterminated quote"))?;
+            let v = quoted[..close].to_string();
+            rest = &quoted[close + 1..];
+            v
+        } else {
+            let end = rest.find(' ').unwrap_or(rest.len());
+            let v = rest[..end].to_string();
+            rest = &rest[end..];
+            v
+        };
+        if out.iter().any(|(k, _)| *k == key) {
+            return Err(format!("invalid tags {text:?}: tag {key} given twice"));
+        }
+        out.push((key, value));
+        rest = rest.trim_start();
+    }
+    Ok(out)
+}
+
+pub async fn search(
+    State(state): State<SearchState>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let tenant = match tenant_of(&headers, state.multitenancy) {
+        Ok(t) => t,
+        Err(r) => return r.into_response(),
+    };
+    let options = match search_options(&params) {
+        Ok(o) => o,
+        Err(e) => return bad_request(e),
+    };
+    let text = match params.get("q").filter(|q| !q.trim().is_empty()) {
+        Some(_) if params.contains_key("tags") => {
+            return bad_request("invalid search request: give either q or tags, not both");
+        }
+        Some(q) if q.len() > MAX_QUERY_BYTES => {
+            return bad_request(format!(
+                "query is {} bytes, more than the {MAX_QUERY_BYTES} allowed",
+                q.len()
+            ));
+        }
+        Some(q) => q.clone(),
+        None => match legacy_query(&params) {
+            Ok(q) => q,
+            Err(e) => return bad_request(e),
+        },
+    };
+    let query = match crate::traceql::compile(&text) {
+        Ok(q) => q,
+        Err(e) => return bad_request(format!("invalid TraceQL query: {e}")),
+    };
+    let ctx = match state.sources.session(&tenant) {
+        Ok(ctx) => ctx,
+        Err(e) => return query_failed(e),
+    };
+    let total_blocks = state.sources.reader.blocklist().blocks(&tenant).len();
+    match crate::exec::search::search(&ctx, &query, &options).await {
+        Ok(result) => json_response(search_response(&result, total_blocks)),
+        Err(e) => query_failed(e),
+    }
+}
+
+fn search_options(params: &HashMap<String, String>) -> Result<SearchOptions, String> {
+    let limit = match positive(params, "limit")? {
+        None => DEFAULT_LIMIT,
+        Some(0) => return Err("invalid limit 0: must be at least 1".into()),
+        Some(n) if n > MAX_LIMIT => return Err(format!("limit {n} exceeds max limit {MAX_LIMIT}")),
+        Some(n) => n,
+    };
+    let spss = match positive(params, "spss")? {
+        None | Some(0) => DEFAULT_SPSS,
+        Some(n) if n > MAX_SPSS => {
+            return Err(format!("spans per spanset {n} exceeds max {MAX_SPSS}"));
+        }
+        Some(n) => n,
+    };
+    let range = search_range(params)?;
+    Ok(SearchOptions {
+        limit,
+        spss,
+        start: range.map(|r| r.0),
+        end: range.map(|r| r.1),
+    })
+}
+
+/// An OTLP `AnyValue` as Tempo's JSON writes it (int64 as a string).
+fn any_value(v: &AttrValue) -> Json {
+    match v {
+        AttrValue::String(s) => json!({"stringValue": s}),
+        AttrValue::Int(i) => json!({"intValue": i.to_string()}),
+        AttrValue::Float(f) if f.is_finite() => json!({"doubleValue": f}),
+        AttrValue::Float(f) => json!({"doubleValue": f.to_string()}),
+        AttrValue::Bool(b) => json!({"boolValue": b}),
+    }
+}
+
+fn key_values(attrs: &[(String, AttrValue)]) -> Json {
+    Json::Array(
+        attrs
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": any_value(v)}))
+            .collect(),
+    )
+}
+
+/// Sets `key` unless the value is zero or empty, as protobuf JSON leaves defaults out.
+fn put(object: &mut Map<String, Json>, key: &str, value: Json) {
+    let empty = match &value {
+        Json::Null => true,
+        Json::String(s) => s.is_empty() || s == "0",
+        Json::Number(n) => n.as_f64() == Some(0.0),
+        Json::Array(a) => a.is_empty(),
+        _ => false,
+    };
+    if !empty {
+        object.insert(key.to_string(), value);
+    }
+}
+
+fn trace_json(t: &TraceMatch) -> Json {
+    let sets: Vec<Json> = t
+        .span_sets
+        .iter()
+        .map(|set| {
+            let spans: Vec<Json> = set
+                .spans
+                .iter()
+                .map(|s| {
+                    let mut span = Map::new();
+                    put(&mut span, "spanID", json!(hex::encode(s.span_id)));
+                    put(&mut span, "name", json!(s.name));
+                    put(
+                        &mut span,
+                        "startTimeUnixNano",
+                        json!(s.start_time_unix_nano.to_string()),
+                    );
+                    put(
+                        &mut span,
+                        "durationNanos",
+                        json!(s.duration_nanos.to_string()),
+                    );
+                    put(&mut span, "attributes", key_values(&s.attributes));
+                    Json::Object(span)
+                })
+                .collect();
+            let mut object = Map::new();
+            put(&mut object, "spans", Json::Array(spans));
+            put(&mut object, "matched", json!(set.matched));
+            put(&mut object, "attributes", key_values(&set.attributes));
+            Json::Object(object)
+        })
+        .collect();
+    let mut object = Map::new();
+    let id = hex::encode(t.trace_id.0);
+    let id = id.trim_start_matches('0');
+    put(
+        &mut object,
+        "traceID",
+        json!(if id.is_empty() { "0" } else { id }),
+    );
+    put(
+        &mut object,
+        "rootServiceName",
+        json!(t.root_service_name.as_deref().unwrap_or(NO_ROOT)),
+    );
+    put(&mut object, "rootTraceName", json!(t.root_trace_name));
+    put(
+        &mut object,
+        "startTimeUnixNano",
+        json!(t.start_time_unix_nano.to_string()),
+    );
+    put(
+        &mut object,
+        "durationMs",
+        json!(t.duration_nanos / 1_000_000),
+    );
+    if let Some(first) = sets.first() {
+        object.insert("spanSet".into(), first.clone());
+    }
+    put(&mut object, "spanSets", Json::Array(sets));
+    Json::Object(object)
+}
+
+/// `tempopb.SearchResponse` as JSON.
+pub fn search_response(result: &SearchResult, total_blocks: usize) -> Json {
+    let mut metrics = Map::new();
+    put(&mut metrics, "inspectedTraces", json!(result.traces.len()));
+    put(
+        &mut metrics,
+        "inspectedBytes",
+        json!(result.stats.inspected_bytes.to_string()),
+    );
+    put(&mut metrics, "totalBlocks", json!(total_blocks));
+    put(&mut metrics, "completedJobs", json!(1));
+    put(&mut metrics, "totalJobs", json!(1));
+    put(
+        &mut metrics,
+        "inspectedSpans",
+        json!(result.stats.inspected_spans.to_string()),
+    );
+    json!({
+        "traces": result.traces.iter().map(trace_json).collect::<Vec<_>>(),
+        "metrics": metrics,
+    })
+}
+
+fn tag_scope(name: &str) -> Result<Option<TagScope>, String> {
+    Ok(match name {
+        "" | "none" | "all" | "intrinsic" => None,
+        "resource" => Some(TagScope::Resource),
+        "span" => Some(TagScope::Span),
+        "event" => Some(TagScope::Event),
+        "link" => Some(TagScope::Link),
+        "instrumentation" => Some(TagScope::Instrumentation),
+        other => {
+            return Err(format!(
+                "invalid scope {other:?}: expected resource, span, event, link, instrumentation, intrinsic or none"
+            ));
+        }
+    })
+}
+
+fn scope_name(scope: TagScope) -> &'static str {
+    match scope {
+        TagScope::Resource => "resource",
+        TagScope::Span => "span",
+        TagScope::Event => "event",
+        TagScope::Link => "link",
+        TagScope::Instrumentation => "instrumentation",
+    }
+}
+
+fn metadata_metrics(blocks: usize, block_bytes: u64) -> Json {
+    let mut metrics = Map::new();
+    put(&mut metrics, "totalBlocks", json!(blocks));
+    put(
+        &mut metrics,
+        "totalBlockBytes",
+        json!(block_bytes.to_string()),
+    );
+    Json::Object(metrics)
+}
+
+async fn catalog(
+    state: &SearchState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<crate::exec::sources::MergedCatalog, Response> {
+    let tenant = tenant_of(headers, state.multitenancy).map_err(IntoResponse::into_response)?;
+    let range = search_range(params).map_err(bad_request)?;
+    state
+        .sources
+        .tag_catalog(&tenant, range)
+        .await
+        .map_err(query_failed)
+}
+
+/// `GET /api/search/tags`: attribute names, unscoped.
+pub async fn tags_v1(
+    State(state): State<SearchState>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let scope_param = params.get("scope").map(String::as_str).unwrap_or("");
+    let only = match tag_scope(scope_param) {
+        Ok(s) => s,
+        Err(e) => return bad_request(e),
+    };
+    let merged = match catalog(&state, &headers, &params).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let mut names = BTreeSet::new();
+    if scope_param == "intrinsic" {
+        names.extend(INTRINSIC_TAGS.iter().map(|s| s.to_string()));
+    } else {
+        for scope in TagScope::ALL {
+            if only.is_none_or(|o| o == scope) {
+                names.extend(merged.catalog.keys(scope).iter().map(|k| k.key.clone()));
+            }
+        }
+    }
+    json_response(json!({
+        "tagNames": names,
+        "metrics": metadata_metrics(merged.blocks, merged.block_bytes),
+    }))
+}
+
+/// `GET /api/v2/search/tags`: attribute names per scope, and the intrinsics.
+pub async fn tags_v2(
+    State(state): State<SearchState>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let scope_param = params.get("scope").map(String::as_str).unwrap_or("");
+    let only = match tag_scope(scope_param) {
+        Ok(s) => s,
+        Err(e) => return bad_request(e),
+    };
+    let merged = match catalog(&state, &headers, &params).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let mut scopes = Vec::new();
+    if scope_param != "intrinsic" {
+        for scope in TagScope::ALL {
+            let keys = merged.catalog.keys(scope);
+            if only.is_none_or(|o| o == scope) && !keys.is_empty() {
+                let tags: BTreeSet<&str> = keys.iter().map(|k| k.key.as_str()).collect();
+                scopes.push(json!({"name": scope_name(scope), "tags": tags}));
+            }
+        }
+    }
+    if only.is_none() {
+        scopes.push(json!({"name": "intrinsic", "tags": INTRINSIC_TAGS}));
+    }
+    json_response(json!({
+        "scopes": scopes,
+        "metrics": metadata_metrics(merged.blocks, merged.block_bytes),
+    }))
+}
+
+/// Typed values of one field: `(type, value)` as Tempo's v2 lists them, most frequent first.
+fn field_values(
+    catalog: &crate::storage::TagCatalog,
+    field: &FieldRef,
+) -> Vec<(&'static str, String)> {
+    let typed = |v: &TagValue| match v {
+        TagValue::String(s) => ("string", s.clone()),
+        TagValue::Int(i) => ("int", i.to_string()),
+        TagValue::Float(f) => ("float", f.to_string()),
+        TagValue::Bool(b) => ("bool", b.to_string()),
+    };
+    let attribute = |scopes: &[TagScope], name: &str| {
+        let mut out: Vec<(&'static str, String)> = Vec::new();
+        for scope in scopes {
+            if let Some(entry) = catalog.keys(*scope).iter().find(|k| k.key == name) {
+                for v in &entry.values {
+                    let t = typed(&v.value);
+                    if !out.contains(&t) {
+                        out.push(t);
+                    }
+                }
+            }
+        }
+        out
+    };
+    let intrinsic = |key: &str| -> Vec<(&'static str, String)> {
+        catalog
+            .intrinsics
+            .get(key)
+            .map(|values| values.iter().map(|v| typed(&v.value)).collect())
+            .unwrap_or_default()
+    };
+    let keywords = |words: &[&str]| words.iter().map(|w| ("keyword", w.to_string())).collect();
+    match field {
+        FieldRef::Attribute(a) => match a.scope {
+            AttributeScope::None => attribute(&TagScope::ALL, &a.name),
+            AttributeScope::Span => attribute(&[TagScope::Span], &a.name),
+            AttributeScope::Resource => attribute(&[TagScope::Resource], &a.name),
+            AttributeScope::Event => attribute(&[TagScope::Event], &a.name),
+            AttributeScope::Link => attribute(&[TagScope::Link], &a.name),
+            AttributeScope::Instrumentation => attribute(&[TagScope::Instrumentation], &a.name),
+        },
+        FieldRef::Intrinsic(i) => match i {
+            Intrinsic::Status => keywords(&["ok", "error", "unset"]),
+            Intrinsic::Kind => keywords(&[
+                "client",
+                "server",
+                "producer",
+                "consumer",
+                "internal",
+                "unspecified",
+            ]),
+            Intrinsic::Name => intrinsic("name"),
+            Intrinsic::EventName => intrinsic("event:name"),
+            Intrinsic::TraceRootService => attribute(&[TagScope::Resource], "service.name"),
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// A TraceQL identifier (`.a`, `resource.service.name`, `span:status`) as a field.
+fn parse_identifier(text: &str) -> Result<FieldRef, String> {
+    let parsed = crate::traceql::parse(&format!("select({text})"))
+        .map_err(|e| format!("invalid tag {text:?}: {}", e.message))?;
+    match parsed.expr {
+        RootExpr::Pipeline(p) => match p.stages.as_slice() {
+            [Stage::Select(fields)] if fields.len() == 1 => Ok(fields[0].clone()),
+            _ => Err(format!(
+                "invalid tag {text:?}: expected one attribute or intrinsic"
+            )),
+        },
+        _ => Err(format!(
+            "invalid tag {text:?}: expected one attribute or intrinsic"
+        )),
+    }
+}
+
+fn limited<T>(mut values: Vec<T>, params: &HashMap<String, String>) -> Result<Vec<T>, String> {
+    if let Some(limit) = positive(params, "limit")?.filter(|&n| n > 0) {
+        values.truncate(limit);
+    }
+    Ok(values)
+}
+
+/// `GET /api/search/tag/{name}/values`: the values of a plain attribute name, as strings.
+pub async fn tag_values_v1(
+    State(state): State<SearchState>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let merged = match catalog(&state, &headers, &params).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let field = match name.as_str() {
+        "name" | "status" | "kind" => parse_identifier(&name),
+        _ => parse_identifier(&format!(".{}", quote_attribute(&name))),
+    };
+    let field = match field {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
+    };
+    let mut values: Vec<String> = Vec::new();
+    for (_, v) in field_values(&merged.catalog, &field) {
+        if !values.contains(&v) {
+            values.push(v);
+        }
+    }
+    let values = match limited(values, &params) {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
+    json_response(json!({
+        "tagValues": values,
+        "metrics": metadata_metrics(merged.blocks, merged.block_bytes),
+    }))
+}
+
+/// An attribute name as a quoted TraceQL segment, so any name parses.
+fn quote_attribute(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `GET /api/v2/search/tag/{name}/values`: typed values of a TraceQL identifier.
+pub async fn tag_values_v2(
+    State(state): State<SearchState>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let field = match parse_identifier(&name) {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
+    };
+    let merged = match catalog(&state, &headers, &params).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let values: Vec<Json> = field_values(&merged.catalog, &field)
+        .into_iter()
+        .map(|(t, v)| json!({"type": t, "value": v}))
+        .collect();
+    let values = match limited(values, &params) {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
+    json_response(json!({
+        "tagValues": values,
+        "metrics": metadata_metrics(merged.blocks, merged.block_bytes),
+    }))
+}

@@ -1,0 +1,113 @@
+//! What a query reads: a tenant's blocks and (in a process that ingests) what the ingester
+//! holds, as DataFusion sessions for search and as merged tag catalogs for tag discovery.
+
+use std::sync::Arc;
+
+use datafusion::common::{DataFusionError, Result};
+use datafusion::prelude::SessionContext;
+use object_store::ObjectStore;
+use uuid::Uuid;
+
+use super::session::{serving_session, span_session};
+use crate::config::DedicatedColumn;
+use crate::ingest::ingester::Ingester;
+use crate::storage::block::read_catalog;
+use crate::storage::{TagCatalog, TraceReader};
+
+/// Block catalogs kept in memory: they are small and never change once written.
+const CATALOG_CACHE_ENTRIES: u64 = 10_000;
+
+#[derive(Clone)]
+pub struct QuerySources {
+    pub store: Arc<dyn ObjectStore>,
+    pub reader: Arc<TraceReader>,
+    pub ingester: Option<Arc<Ingester>>,
+    /// The dedicated columns of the span table (the current block configuration).
+    pub dedicated: Vec<DedicatedColumn>,
+    catalogs: moka::sync::Cache<Uuid, Arc<TagCatalog>>,
+}
+
+/// A tag catalog with what it took to build it.
+pub struct MergedCatalog {
+    pub catalog: TagCatalog,
+    pub blocks: usize,
+    pub block_bytes: u64,
+}
+
+impl QuerySources {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        reader: Arc<TraceReader>,
+        ingester: Option<Arc<Ingester>>,
+        dedicated: Vec<DedicatedColumn>,
+    ) -> Self {
+        Self {
+            store,
+            reader,
+            ingester,
+            dedicated,
+            catalogs: moka::sync::Cache::new(CATALOG_CACHE_ENTRIES),
+        }
+    }
+
+    /// A session whose `spans` table is everything `tenant` has.
+    pub fn session(&self, tenant: &str) -> Result<SessionContext> {
+        match &self.ingester {
+            Some(ingester) => serving_session(
+                self.store.clone(),
+                self.reader.clone(),
+                ingester.clone(),
+                tenant,
+                &self.dedicated,
+            ),
+            None => span_session(
+                self.store.clone(),
+                self.reader.blocklist().clone(),
+                tenant,
+                &self.dedicated,
+            ),
+        }
+    }
+
+    /// The tags of `tenant`'s data: the catalogs of the blocks whose spans start in `range`
+    /// (Unix nanoseconds, inclusive; all blocks without one) and of live data.
+    pub async fn tag_catalog(
+        &self,
+        tenant: &str,
+        range: Option<(i64, i64)>,
+    ) -> Result<MergedCatalog> {
+        let mut merged = MergedCatalog {
+            catalog: TagCatalog::default(),
+            blocks: 0,
+            block_bytes: 0,
+        };
+        for meta in self.reader.blocklist().blocks(tenant).iter() {
+            if let Some((from, to)) = range {
+                let start = meta.start_time.timestamp_nanos_opt().unwrap_or(i64::MIN);
+                let end = meta.end_time.timestamp_nanos_opt().unwrap_or(i64::MAX);
+                if end < from || start > to {
+                    continue;
+                }
+            }
+            let catalog = match self.catalogs.get(&meta.block_id) {
+                Some(c) => c,
+                None => {
+                    let c = Arc::new(
+                        read_catalog(self.store.as_ref(), meta)
+                            .await
+                            .map_err(|e| DataFusionError::External(Box::new(e)))?,
+                    );
+                    self.catalogs.insert(meta.block_id, c.clone());
+                    c
+                }
+            };
+            merged.catalog.merge(&catalog);
+            merged.blocks += 1;
+            merged.block_bytes += meta.size;
+        }
+        if let Some(ingester) = &self.ingester {
+            merged.catalog.merge(&ingester.tag_catalog(tenant)?);
+        }
+        Ok(merged)
+    }
+}
