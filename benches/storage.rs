@@ -160,6 +160,75 @@ fn main() {
         sql_rows.push((name, times[1], read.get_bytes / 3));
     }
 
+    // TraceQL searches (Tempo's benchmark shapes), default limit 20, median of 3 runs.
+    let searches = [
+        (
+            "attribute match",
+            r#"{ span.http.route = "/cart" }"#.to_string(),
+        ),
+        (
+            "attribute no match",
+            r#"{ span.http.route = "/no-such-route" }"#.to_string(),
+        ),
+        (
+            "intrinsic",
+            "{ kind = server && status = error }".to_string(),
+        ),
+        (
+            "resource",
+            r#"{ resource.service.name = "payment" }"#.to_string(),
+        ),
+        (
+            "unscoped typed map",
+            r#"{ .db.system = "redis" }"#.to_string(),
+        ),
+        (
+            "||",
+            r#"{ .db.system = "redis" } || { .messaging.system = "kafka" }"#.to_string(),
+        ),
+        (
+            "&&",
+            r#"{ .db.system = "redis" } && { status = error }"#.to_string(),
+        ),
+        ("regex", r#"{ name =~ "GET /product.*" }"#.to_string()),
+        ("duration", "{ duration > 500ms }".to_string()),
+        (
+            "count() > 1",
+            "{ status = error } | count() > 1".to_string(),
+        ),
+        (
+            "structural >>",
+            r#"{ resource.service.name = "frontend" } >> { status = error }"#.to_string(),
+        ),
+        (
+            "select",
+            "{ status = error } | select(span.http.route, resource.cloud.region)".to_string(),
+        ),
+        (
+            "trace:id (bloom)",
+            format!(r#"{{ trace:id = "{}" }}"#, sample[3]),
+        ),
+    ];
+    let mut search_rows = Vec::new();
+    for (name, q) in &searches {
+        let query = tracefusion::traceql::compile(q).unwrap();
+        let options = tracefusion::exec::search::SearchOptions::default();
+        let mut times = Vec::new();
+        let mut found = 0;
+        let before = store.counters();
+        for _ in 0..3 {
+            let started = Instant::now();
+            let result = runtime
+                .block_on(tracefusion::exec::search::search(&ctx, &query, &options))
+                .unwrap();
+            times.push(started.elapsed());
+            found = result.traces.len();
+        }
+        let read = store.counters() - before;
+        times.sort();
+        search_rows.push((name, times[1], read.get_bytes / 3, found));
+    }
+
     let n = sample.len() as u64;
     println!(
         "storage benchmark: {traces} traces, {spans} spans, {} blocks",
@@ -188,6 +257,13 @@ fn main() {
     for (name, median, bytes) in &sql_rows {
         println!(
             "  sql {name:<30} median {:>8.1} ms  {:>10} bytes read",
+            median.as_secs_f64() * 1e3,
+            bytes
+        );
+    }
+    for (name, median, bytes, found) in &search_rows {
+        println!(
+            "  traceql {name:<26} median {:>8.1} ms  {:>10} bytes read  {found:>3} traces",
             median.as_secs_f64() * 1e3,
             bytes
         );

@@ -1,6 +1,7 @@
 //! The `tracefusion` command line. Each subcommand parses its arguments and calls the library.
 
 mod blocks;
+mod query;
 mod sql;
 
 use std::path::PathBuf;
@@ -108,6 +109,60 @@ pub enum Command {
         /// The SQL query.
         query: String,
     },
+    /// Run a TraceQL search and print the matching traces.
+    #[command(
+        long_about = "Run a TraceQL search over the configured store's blocks (or, with \
+        --server, a running tracefusion or Tempo) and print the newest matching traces with \
+        their spansets, as a table or as Tempo's search JSON.\n\n\
+        Examples:\n  tracefusion query '{ status = error } | count() > 1'\n  \
+        tracefusion query --json --limit 5 '{ resource.service.name = \"checkout\" } >> { status = error }'\n  \
+        tracefusion query --server http://localhost:3200 '{ kind = server }'"
+    )]
+    Query {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Tenant to search.
+        #[arg(long, default_value = "single-tenant")]
+        tenant: String,
+        /// Traces to return (newest first).
+        #[arg(long, default_value_t = crate::exec::search::DEFAULT_LIMIT)]
+        limit: usize,
+        /// Spans per spanset to return.
+        #[arg(long, default_value_t = crate::exec::search::DEFAULT_SPSS)]
+        spss: usize,
+        /// Only spans starting at or after this Unix time (seconds).
+        #[arg(long, requires = "end")]
+        start: Option<i64>,
+        /// Only spans starting at or before this Unix time (seconds).
+        #[arg(long, requires = "start")]
+        end: Option<i64>,
+        /// Print Tempo's search response JSON.
+        #[arg(long)]
+        json: bool,
+        /// Ask this server's /api/search instead of reading the store.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// The TraceQL query.
+        #[arg(allow_hyphen_values = true)]
+        query: String,
+    },
+    /// Print the DataFusion plans of a TraceQL search.
+    #[command(
+        long_about = "Print the optimized logical plan and the physical plan DataFusion runs for \
+        a TraceQL search over the configured store: which filters reach the Parquet scan, the \
+        joins of structural operators, the windows of aggregates.\n\n\
+        Example:\n  tracefusion explain '{ kind = server } >> { status = error }'"
+    )]
+    Explain {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Tenant whose blocks to plan over.
+        #[arg(long, default_value = "single-tenant")]
+        tenant: String,
+        /// The TraceQL query.
+        #[arg(allow_hyphen_values = true)]
+        query: String,
+    },
     /// Generate deterministic synthetic traces as OTLP files or blocks.
     #[command(
         long_about = "Generate synthetic traces from a seeded microservice topology \
@@ -159,6 +214,36 @@ pub fn run() -> ExitCode {
             tenant,
             query,
         } => sql::sql(&config, &tenant, &query),
+        Command::Query {
+            config,
+            tenant,
+            limit,
+            spss,
+            start,
+            end,
+            json,
+            server,
+            query: text,
+        } => query::query(
+            &config,
+            query::QueryArgs {
+                tenant: &tenant,
+                text: &text,
+                options: crate::exec::search::SearchOptions {
+                    limit,
+                    spss,
+                    start: start.map(|s| s.saturating_mul(1_000_000_000)),
+                    end: end.map(|e| e.saturating_mul(1_000_000_000)),
+                },
+                json,
+                server: server.as_deref(),
+            },
+        ),
+        Command::Explain {
+            config,
+            tenant,
+            query: text,
+        } => query::explain(&config, &tenant, &text),
         Command::Config { config, reference } => {
             if reference {
                 print!("{}", reference_markdown());

@@ -80,6 +80,8 @@ impl Value {
     /// True where the value is the boolean `true`; never null.
     pub fn is_true(&self) -> Expr {
         match &self.bool {
+            // Comparisons are never null already.
+            Some(b @ (Expr::IsTrue(_) | Expr::Literal(..))) => b.clone(),
             Some(b) => b.clone().is_true(),
             None => lit(false),
         }
@@ -413,9 +415,8 @@ pub fn compare(op: CmpOp, l: &Value, r: &Value) -> Expr {
     }
     pairs
         .into_iter()
-        .map(|p| p.is_true())
         .reduce(Expr::or)
-        .unwrap_or(lit(false))
+        .map_or(lit(false), Expr::is_true)
 }
 
 /// `l op r` for numbers: int with int stays int; any float makes it float.

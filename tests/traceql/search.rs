@@ -750,3 +750,118 @@ fn url_escape(s: &str) -> String {
         })
         .collect()
 }
+
+/// The optimized logical plan of `query` over the fixture.
+async fn logical_plan(ctx: &datafusion::prelude::SessionContext, query: &str) -> String {
+    let ast = compile(query).unwrap();
+    let plan = tracefusion::exec::search::plan(ctx, &ast, &SearchOptions::default())
+        .await
+        .unwrap();
+    ctx.state()
+        .optimize(&plan.plan)
+        .unwrap()
+        .display_indent()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_are_pinned_and_push_filters_into_the_scan() {
+    let f = fixture().await;
+    let pinned = [
+        ("dedicated_column", r#"{ span.http.route = "/cart" }"#),
+        (
+            "unscoped_attribute",
+            r#"{ .db.system = "redis" && duration > 10ms }"#,
+        ),
+        (
+            "trace_id",
+            r#"{ trace:id = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeee01" }"#,
+        ),
+        (
+            "or_is_one_filter",
+            "{ status = error } || { kind = producer }",
+        ),
+        ("and", "{ status = error } && { kind = producer }"),
+        ("descendant", "{ kind = server } >> { status = error }"),
+        ("not_child", "{ } !> { kind = server }"),
+        ("count", "{ status = error } | count() > 1"),
+        (
+            "by",
+            "{ kind = server } | by(resource.service.name) | avg(duration) > 1ms",
+        ),
+    ];
+    for (name, query) in pinned {
+        let plan = logical_plan(&f.ctx, query).await;
+        insta::assert_snapshot!(name, plan, query);
+    }
+    // The conditions of a plain filter reach the scan, where Parquet statistics and pages
+    // prune with them.
+    let plan = logical_plan(&f.ctx, r#"{ span.http.route = "/cart" }"#).await;
+    let scan = plan.lines().find(|l| l.contains("TableScan")).unwrap();
+    assert!(
+        scan.contains(r#"span.http.route"#) && scan.contains("filters="),
+        "{scan}"
+    );
+    // An equality on trace:id becomes a comparison of the stored bytes (bloom-prunable).
+    let plan = logical_plan(
+        &f.ctx,
+        r#"{ trace:id = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeee01" }"#,
+    )
+    .await;
+    assert!(plan.contains("trace_id = FixedSizeBinary"), "{plan}");
+}
+
+#[test]
+fn query_and_explain_commands_run_searches_from_the_command_line() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let f = runtime.block_on(fixture());
+    let config = f._dir.path().join("tracefusion.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  trace:\n    local:\n      path: {}\n",
+            f._dir.path().join("blocks").display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(crate::support::binary())
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let q = "{ status = error } | count() > 1";
+    let (ok, stdout, stderr) = run(&["query", "--json", "--limit", "1000", q]);
+    assert!(ok, "{stderr}");
+    let body: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    check_search_shape(&body);
+    let expected = crate::reference::search(&f.reference, &compile(q).unwrap());
+    assert_eq!(body["traces"].as_array().unwrap().len(), expected.len());
+
+    let (ok, stdout, stderr) = run(&["query", "--limit", "2", q]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("count()="), "{stdout}");
+    assert!(stdout.contains("2 traces;"), "{stdout}");
+
+    let (ok, stdout, stderr) = run(&["explain", r#"{ span.http.route = "/cart" }"#]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("Logical plan:") && stdout.contains("DataSourceExec"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("predicate="),
+        "the filter reaches the Parquet scan: {stdout}"
+    );
+
+    let (ok, _, stderr) = run(&["query", "{ .a = }"]);
+    assert!(!ok);
+    assert!(stderr.contains("line 1"), "{stderr}");
+}
