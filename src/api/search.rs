@@ -439,6 +439,17 @@ async fn catalog(
         .map_err(query_failed)
 }
 
+/// The `scope` parameter checked, and the catalog to list tags from.
+async fn scoped_catalog(
+    state: &SearchState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    scope_param: &str,
+) -> Result<(Option<TagScope>, crate::exec::sources::MergedCatalog), Response> {
+    let only = tag_scope(scope_param).map_err(bad_request)?;
+    Ok((only, catalog(state, headers, params).await?))
+}
+
 /// `GET /api/search/tags`: attribute names, unscoped.
 pub async fn tags_v1(
     State(state): State<SearchState>,
@@ -446,12 +457,8 @@ pub async fn tags_v1(
     headers: HeaderMap,
 ) -> Response {
     let scope_param = params.get("scope").map(String::as_str).unwrap_or("");
-    let only = match tag_scope(scope_param) {
-        Ok(s) => s,
-        Err(e) => return bad_request(e),
-    };
-    let merged = match catalog(&state, &headers, &params).await {
-        Ok(m) => m,
+    let (only, merged) = match scoped_catalog(&state, &headers, &params, scope_param).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let mut names = BTreeSet::new();
@@ -477,12 +484,8 @@ pub async fn tags_v2(
     headers: HeaderMap,
 ) -> Response {
     let scope_param = params.get("scope").map(String::as_str).unwrap_or("");
-    let only = match tag_scope(scope_param) {
-        Ok(s) => s,
-        Err(e) => return bad_request(e),
-    };
-    let merged = match catalog(&state, &headers, &params).await {
-        Ok(m) => m,
+    let (only, merged) = match scoped_catalog(&state, &headers, &params, scope_param).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let mut scopes = Vec::new();

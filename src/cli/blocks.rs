@@ -10,7 +10,7 @@ use clap::{Subcommand, ValueEnum};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-use super::{ConfigArgs, fail};
+use super::{ConfigArgs, fail, runtime};
 use crate::config::Config;
 use crate::storage::{BlockOptions, Blocklist, TraceId, TraceReader, inspect, open_store};
 use crate::synth::{Generator, GeneratorConfig};
@@ -44,12 +44,6 @@ pub enum OtlpFormat {
     Json,
     /// OTLP protobuf `ExportTraceServiceRequest`s, each prefixed with its varint length.
     Proto,
-}
-
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
 }
 
 fn load(config: &ConfigArgs) -> Result<Config, ExitCode> {

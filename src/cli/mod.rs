@@ -276,10 +276,7 @@ fn serve(args: &ConfigArgs) -> ExitCode {
             "ignoring configuration keys tracefusion does not know"
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&error),
     };
@@ -332,6 +329,28 @@ fn parse(query: Option<String>, file: Option<PathBuf>, json: bool) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The runtime a command's async work runs on.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// What the configured store holds (its blocks, listed once), for the query commands.
+async fn store_sources(config: &ConfigArgs) -> anyhow::Result<crate::exec::sources::QuerySources> {
+    let config = config.load().map_err(anyhow::Error::msg)?.config;
+    let store = crate::storage::open_store(&config.storage.trace)?;
+    let blocklist = std::sync::Arc::new(crate::storage::Blocklist::new(store.clone()));
+    blocklist.poll().await?;
+    let reader = std::sync::Arc::new(crate::storage::TraceReader::new(store.clone(), blocklist));
+    Ok(crate::exec::sources::QuerySources::new(
+        store,
+        reader,
+        None,
+        config.storage.trace.block.parquet_dedicated_columns,
+    ))
 }
 
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {

@@ -1,37 +1,11 @@
 //! `tracefusion query` (a TraceQL search over the configured store or a running server) and
 //! `tracefusion explain` (the plans DataFusion runs for a query).
 
-use std::process::ExitCode;
-use std::sync::Arc;
-
 use datafusion::physical_plan::displayable;
+use std::process::ExitCode;
 
-use super::{ConfigArgs, fail};
+use super::{ConfigArgs, fail, runtime, store_sources};
 use crate::exec::search::{AttrValue, SearchOptions, SearchResult};
-use crate::exec::sources::QuerySources;
-use crate::storage::{Blocklist, TraceReader, open_store};
-
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-}
-
-/// The configured store's blocks, read once.
-async fn sources(config: &ConfigArgs) -> anyhow::Result<QuerySources> {
-    let config = config.load().map_err(anyhow::Error::msg)?.config;
-    let store = open_store(&config.storage.trace)?;
-    let blocklist = Arc::new(Blocklist::new(store.clone()));
-    blocklist.poll().await?;
-    let reader = Arc::new(TraceReader::new(store.clone(), blocklist));
-    Ok(QuerySources::new(
-        store,
-        reader,
-        None,
-        config.storage.trace.block.parquet_dedicated_columns,
-    ))
-}
 
 pub fn explain(config: &ConfigArgs, tenant: &str, text: &str) -> ExitCode {
     let query = match crate::traceql::compile(text) {
@@ -43,10 +17,11 @@ pub fn explain(config: &ConfigArgs, tenant: &str, text: &str) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let result = runtime.block_on(async {
-        let ctx = sources(config).await?.session(tenant)?;
+        let ctx = store_sources(config).await?.session(tenant)?;
         let plan = crate::exec::search::plan(&ctx, &query, &SearchOptions::default()).await?;
-        let optimized = ctx.state().optimize(&plan.plan)?;
-        let physical = ctx.state().create_physical_plan(&optimized).await?;
+        let state = ctx.state();
+        let optimized = state.optimize(&plan.plan)?;
+        let physical = state.create_physical_plan(&plan.plan).await?;
         println!("Logical plan:\n{}", optimized.display_indent());
         println!(
             "\nPhysical plan:\n{}",
@@ -81,7 +56,7 @@ pub fn query(config: &ConfigArgs, args: QueryArgs<'_>) -> ExitCode {
         Err(e) => return fail(&e.render(args.text)),
     };
     let result = runtime.block_on(async {
-        let sources = sources(config).await?;
+        let sources = store_sources(config).await?;
         let ctx = sources.session(args.tenant)?;
         let result = crate::exec::search::search(&ctx, &query, &args.options).await?;
         let blocks = sources.reader.blocklist().blocks(args.tenant).len();

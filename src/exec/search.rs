@@ -135,10 +135,8 @@ pub async fn search(
     options: &SearchOptions,
 ) -> Result<SearchResult> {
     let plan = plan(ctx, query, options).await?;
-    let physical = ctx
-        .state()
-        .create_physical_plan(&ctx.state().optimize(&plan.plan)?)
-        .await?;
+    // `create_physical_plan` runs the logical optimizer itself.
+    let physical = ctx.state().create_physical_plan(&plan.plan).await?;
     let mut stream = execute_stream(physical.clone(), ctx.task_ctx())?;
     let mut assembler = Assembler::new(&plan, options);
     while let Some(batch) = stream.next().await {
@@ -245,14 +243,15 @@ impl<'a> Assembler<'a> {
                 acc
             }
             None => {
+                let key = (start, std::cmp::Reverse(id));
+                // Full, and older than every kept trace: it can never be in the result.
                 if self.traces.len() >= self.limit
-                    && let Some(&(oldest, _)) = self.order.first()
-                    && (start, std::cmp::Reverse(id)) < (oldest, self.order.first().unwrap().1)
+                    && self.order.first().is_some_and(|oldest| key < *oldest)
                 {
                     self.dropped.insert(id);
                     return;
                 }
-                self.order.insert((start, std::cmp::Reverse(id)));
+                self.order.insert(key);
                 self.traces.entry(id).or_insert(TraceAcc {
                     start,
                     end,

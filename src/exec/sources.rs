@@ -83,9 +83,8 @@ impl QuerySources {
         };
         for meta in self.reader.blocklist().blocks(tenant).iter() {
             if let Some((from, to)) = range {
-                let start = meta.start_time.timestamp_nanos_opt().unwrap_or(i64::MIN);
-                let end = meta.end_time.timestamp_nanos_opt().unwrap_or(i64::MAX);
-                if end < from || start > to {
+                let at = chrono::DateTime::from_timestamp_nanos;
+                if !meta.overlaps(at(from), at(to)) {
                     continue;
                 }
             }
