@@ -135,7 +135,7 @@ pub async fn serve(
                 reader,
                 Some(ingester.clone()),
                 trace_config.block.parquet_dedicated_columns.clone(),
-            ),
+            )?,
             multitenancy: config.multitenancy_enabled,
         },
     );

@@ -350,7 +350,7 @@ async fn store_sources(config: &ConfigArgs) -> anyhow::Result<crate::exec::sourc
         reader,
         None,
         config.storage.trace.block.parquet_dedicated_columns,
-    ))
+    )?)
 }
 
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {

@@ -17,6 +17,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 
+use super::table::complete_dedicated_columns;
 use crate::planner::{OutputValue, Planner, SPANSET_KEY, SearchPlan, ValueColumns};
 use crate::storage::TraceId;
 use crate::storage::schema;
@@ -108,6 +109,7 @@ pub async fn plan(
     query: &Query,
     options: &SearchOptions,
 ) -> Result<SearchPlan> {
+    let complete = complete_dedicated_columns(ctx.table_provider("spans").await?.as_ref());
     let table = ctx.table("spans").await?;
     let schema = Arc::new(table.schema().as_arrow().clone());
     let scan = table.into_unoptimized_plan();
@@ -125,7 +127,9 @@ pub async fn plan(
     .into_iter()
     .flatten()
     .reduce(Expr::and);
-    Planner::new(scan, schema, range).search(query)
+    Planner::new(scan, schema, range)
+        .with_complete_columns(complete)
+        .search(query)
 }
 
 /// Runs a search over `ctx`'s `spans` table.

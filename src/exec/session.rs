@@ -1,11 +1,16 @@
 //! Sessions over the block store: the store registered under [`BLOCK_STORE_URL`] and the
 //! tenant's span table as `spans`.
+//!
+//! A session's [`RuntimeEnv`] holds the Parquet metadata cache (footers and page indexes).
+//! Blocks never change once written, so a runtime shared by the sessions of a process
+//! ([`QueryRuntime`]) saves every query after the first from reading them again.
 
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
 use datafusion::error::Result;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 
@@ -14,20 +19,30 @@ use crate::config::DedicatedColumn;
 use crate::ingest::ingester::Ingester;
 use crate::storage::{Blocklist, TraceReader};
 
-/// A session that reads the block store, with `spans` as its table.
-fn session_with(
-    store: Arc<dyn ObjectStore>,
-    spans: Arc<dyn TableProvider>,
-) -> Result<SessionContext> {
-    let config = SessionConfig::new().with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
-    let url = ObjectStoreUrl::parse(BLOCK_STORE_URL)?;
-    ctx.register_object_store(url.as_ref(), store);
-    ctx.register_table("spans", spans)?;
-    Ok(ctx)
+/// The runtime the sessions of one process share: the block store and the metadata cache.
+#[derive(Clone, Debug)]
+pub struct QueryRuntime {
+    runtime: Arc<RuntimeEnv>,
 }
 
-/// A session whose `spans` table is `tenant`'s blocks.
+impl QueryRuntime {
+    /// A runtime reading blocks from `store`, with DataFusion's default metadata cache size.
+    pub fn new(store: Arc<dyn ObjectStore>) -> Result<Self> {
+        let runtime = Arc::new(RuntimeEnv::default());
+        runtime.register_object_store(ObjectStoreUrl::parse(BLOCK_STORE_URL)?.as_ref(), store);
+        Ok(Self { runtime })
+    }
+
+    /// A session whose table `spans` is `spans`.
+    pub fn session(&self, spans: Arc<dyn TableProvider>) -> Result<SessionContext> {
+        let config = SessionConfig::new().with_information_schema(true);
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        ctx.register_table("spans", spans)?;
+        Ok(ctx)
+    }
+}
+
+/// A session (with its own runtime) whose `spans` table is `tenant`'s blocks.
 pub fn span_session(
     store: Arc<dyn ObjectStore>,
     blocklist: Arc<Blocklist>,
@@ -35,11 +50,12 @@ pub fn span_session(
     dedicated: &[DedicatedColumn],
 ) -> Result<SessionContext> {
     let reader = Arc::new(TraceReader::new(store.clone(), blocklist));
-    session_with(store, Arc::new(BlocksTable::new(reader, tenant, dedicated)))
+    QueryRuntime::new(store)?.session(Arc::new(BlocksTable::new(reader, tenant, dedicated)))
 }
 
-/// A session whose `spans` table is `tenant`'s blocks together with what `ingester` holds in
-/// memory: everything acknowledged, whether or not it has reached a block yet.
+/// A session (with its own runtime) whose `spans` table is `tenant`'s blocks together with
+/// what `ingester` holds in memory: everything acknowledged, whether or not it has reached a
+/// block yet.
 pub fn serving_session(
     store: Arc<dyn ObjectStore>,
     reader: Arc<TraceReader>,
@@ -51,5 +67,5 @@ pub fn serving_session(
         BlocksTable::new(reader, tenant, dedicated),
         LiveTable::new(ingester, tenant, dedicated),
     );
-    session_with(store, Arc::new(table))
+    QueryRuntime::new(store)?.session(Arc::new(table))
 }

@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+use datafusion::catalog::TableProvider;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 use object_store::ObjectStore;
 use uuid::Uuid;
 
-use super::session::{serving_session, span_session};
+use super::session::QueryRuntime;
+use super::table::{BlocksTable, LiveTable, SpansTable};
 use crate::config::DedicatedColumn;
 use crate::ingest::ingester::Ingester;
 use crate::storage::block::read_catalog;
@@ -24,6 +26,7 @@ pub struct QuerySources {
     pub ingester: Option<Arc<Ingester>>,
     /// The dedicated columns of the span table (the current block configuration).
     pub dedicated: Vec<DedicatedColumn>,
+    runtime: QueryRuntime,
     catalogs: moka::sync::Cache<Uuid, Arc<TagCatalog>>,
 }
 
@@ -40,33 +43,29 @@ impl QuerySources {
         reader: Arc<TraceReader>,
         ingester: Option<Arc<Ingester>>,
         dedicated: Vec<DedicatedColumn>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self> {
+        Ok(Self {
+            runtime: QueryRuntime::new(store.clone())?,
             store,
             reader,
             ingester,
             dedicated,
             catalogs: moka::sync::Cache::new(CATALOG_CACHE_ENTRIES),
-        }
+        })
     }
 
-    /// A session whose `spans` table is everything `tenant` has.
+    /// A session whose `spans` table is everything `tenant` has. Sessions share one runtime,
+    /// so Parquet metadata read by one query is cached for the next.
     pub fn session(&self, tenant: &str) -> Result<SessionContext> {
-        match &self.ingester {
-            Some(ingester) => serving_session(
-                self.store.clone(),
-                self.reader.clone(),
-                ingester.clone(),
-                tenant,
-                &self.dedicated,
-            ),
-            None => span_session(
-                self.store.clone(),
-                self.reader.blocklist().clone(),
-                tenant,
-                &self.dedicated,
-            ),
-        }
+        let blocks = BlocksTable::new(self.reader.clone(), tenant, &self.dedicated);
+        let spans: Arc<dyn TableProvider> = match &self.ingester {
+            Some(ingester) => Arc::new(SpansTable::new(
+                blocks,
+                LiveTable::new(ingester.clone(), tenant, &self.dedicated),
+            )),
+            None => Arc::new(blocks),
+        };
+        self.runtime.session(spans)
     }
 
     /// The tags of `tenant`'s data: the catalogs of the blocks whose spans start in `range`

@@ -12,6 +12,7 @@ use datafusion::datasource::TableProvider;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -24,7 +25,7 @@ use datafusion::physical_plan::union::UnionExec;
 use crate::config::DedicatedColumn;
 use crate::ingest::ingester::Ingester;
 use crate::storage::block::{BlockMeta, DATA_FILE};
-use crate::storage::schema::{START_TIME, TRACE_ID, span_schema};
+use crate::storage::schema::{START_TIME, TRACE_ID, dedicated_column_name, span_schema};
 use crate::storage::{TraceId, TraceReader};
 
 /// Bounds on `start_time` implied by the filters, in Unix nanoseconds (inclusive), used to
@@ -128,6 +129,7 @@ pub struct BlocksTable {
     /// The blocklist, and the cached bloom filters for trace id filters.
     reader: Arc<TraceReader>,
     tenant: String,
+    dedicated: Vec<DedicatedColumn>,
     schema: SchemaRef,
 }
 
@@ -150,8 +152,34 @@ impl BlocksTable {
         Self {
             reader,
             tenant: tenant.to_string(),
+            dedicated: dedicated.to_vec(),
             schema: span_schema(dedicated),
         }
+    }
+
+    /// The dedicated columns every block has: for their attributes the column holds every value
+    /// of its type, and the generic maps none.
+    fn complete_dedicated_columns(&self) -> Vec<String> {
+        let blocks = self.reader.blocklist().blocks(&self.tenant);
+        self.dedicated
+            .iter()
+            .filter(|column| blocks.iter().all(|b| b.dedicated_columns.contains(column)))
+            .map(dedicated_column_name)
+            .collect()
+    }
+}
+
+/// The dedicated columns of a `spans` table that hold every value of their attribute and type
+/// (so a filter can read the column alone, and statistics can prune it); none for tables
+/// this module does not know.
+pub fn complete_dedicated_columns(spans: &dyn TableProvider) -> Vec<String> {
+    if let Some(blocks) = spans.downcast_ref::<BlocksTable>() {
+        blocks.complete_dedicated_columns()
+    } else if let Some(table) = spans.downcast_ref::<SpansTable>() {
+        // Live data is built with the current columns, so the blocks decide.
+        table.blocks.complete_dedicated_columns()
+    } else {
+        Vec::new()
     }
 }
 
@@ -217,7 +245,15 @@ impl TableProvider for BlocksTable {
                     .with_metadata_size_hint(meta.footer_size as usize)
             })
             .collect();
+        // Footers and page indexes come from the runtime's metadata cache: blocks never change.
+        let runtime = state.runtime_env();
+        let url = ObjectStoreUrl::parse(BLOCK_STORE_URL)?;
+        let reader_factory = CachedParquetFileReaderFactory::new(
+            runtime.object_store(&url)?,
+            runtime.cache_manager.get_file_metadata_cache(),
+        );
         let mut source = ParquetSource::new(self.schema.clone())
+            .with_parquet_file_reader_factory(Arc::new(reader_factory))
             .with_pushdown_filters(true)
             .with_enable_page_index(true);
         if let Some(predicate) = conjunction(filters.iter().cloned()) {
@@ -231,12 +267,11 @@ impl TableProvider for BlocksTable {
             let n = groups.len();
             groups[i % n].push(file);
         }
-        let config =
-            FileScanConfigBuilder::new(ObjectStoreUrl::parse(BLOCK_STORE_URL)?, Arc::new(source))
-                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
+        let config = FileScanConfigBuilder::new(url, Arc::new(source))
+            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
         Ok(DataSourceExec::from_data_source(config))
     }
 }

@@ -91,12 +91,19 @@ impl Value {
 /// Turns field expressions into `Expr`s over the span table's columns.
 pub struct FieldLowering<'a> {
     schema: &'a Schema,
+    complete_columns: &'a [String],
 }
 
 impl<'a> FieldLowering<'a> {
     /// `schema` is the span table's: it tells which dedicated columns exist.
-    pub fn new(schema: &'a Schema) -> Self {
-        Self { schema }
+    /// `complete_columns` are those of them every block has (see [`Planner::with_complete_columns`]).
+    ///
+    /// [`Planner::with_complete_columns`]: super::spanset::Planner::with_complete_columns
+    pub fn new(schema: &'a Schema, complete_columns: &'a [String]) -> Self {
+        Self {
+            schema,
+            complete_columns,
+        }
     }
 
     pub fn lower(&self, expr: &FieldExpr) -> Result<Value> {
@@ -293,24 +300,29 @@ impl<'a> FieldLowering<'a> {
     }
 
     /// An attribute of one scope (`span`, `resource` or `scope`): its typed maps, with a
-    /// dedicated column taking precedence where the table has one.
+    /// dedicated column taking precedence where the table has one. Where every block has the
+    /// column, it alone holds the attribute's values of its type.
     fn scoped(&self, prefix: &str, name: &str) -> Value {
         let map = |kind: AttrKind| get_field(ident(&schema::attr_column(prefix, kind)), name);
+        let column = format!("{prefix}.{name}");
         let dedicated = |data_type: DataType| {
-            let column = format!("{prefix}.{name}");
             self.schema
                 .field_with_name(&column)
                 .ok()
                 .filter(|f| f.data_type() == &data_type)
                 .map(|_| ident(&column))
         };
+        let complete = self.complete_columns.contains(&column);
         let with_dedicated = |kind: AttrKind, data_type: DataType| match dedicated(data_type) {
+            Some(d) if complete => d,
             Some(d) => coalesce(vec![d, map(kind)]),
             None => map(kind),
         };
         let mut str = with_dedicated(AttrKind::Str, DataType::Utf8);
         if prefix == "resource" && name == crate::storage::to_arrow::SERVICE_NAME_ATTR {
-            str = coalesce(vec![ident(schema::SERVICE_NAME), str]);
+            // Every block has `service_name`, and a string service.name is never in the map
+            // (unless the resource repeats the key, which OTLP forbids).
+            str = ident(schema::SERVICE_NAME);
         }
         Value {
             str: Some(str),

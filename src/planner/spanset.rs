@@ -13,6 +13,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::{Column, JoinType, Result, not_impl_err, plan_err};
 use datafusion::functions::string::expr_fn::concat;
 use datafusion::functions_aggregate::average::avg_udaf;
+use datafusion::functions_aggregate::bool_and_or::bool_or_udaf;
 use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
 use datafusion::functions_aggregate::sum::sum_udaf;
@@ -25,8 +26,8 @@ use datafusion::logical_expr::{
 use super::field::{FieldLowering, Value, compare, ident, static_value};
 use crate::storage::schema;
 use crate::traceql::ast::{
-    AggregateFn, CmpOp, FieldExpr, FieldRef, Intrinsic, MetricsExpr, Pipeline, PipelineExpr, Query,
-    RootExpr, ScalarExpr, ScalarFilter, SpansetExpr, SpansetOp, Stage,
+    AggregateFn, BinaryOp, CmpOp, FieldExpr, FieldRef, Intrinsic, MetricsExpr, Pipeline,
+    PipelineExpr, Query, RootExpr, ScalarExpr, ScalarFilter, SpansetExpr, SpansetOp, Stage, Static,
 };
 
 /// The column that tells the spansets of one trace apart.
@@ -101,6 +102,8 @@ pub struct Planner {
     schema: SchemaRef,
     /// A filter on every span read (the search time range).
     span_filter: Option<Expr>,
+    /// Dedicated columns known to hold every value of their attribute.
+    complete_columns: Vec<String>,
     next_name: Cell<usize>,
 }
 
@@ -112,12 +115,20 @@ impl Planner {
             scan,
             schema,
             span_filter,
+            complete_columns: Vec::new(),
             next_name: Cell::new(0),
         }
     }
 
+    /// Dedicated columns that every scanned block has: an attribute with one is read from the
+    /// column alone, without falling back to the generic maps (which statistics cannot prune).
+    pub fn with_complete_columns(mut self, columns: Vec<String>) -> Self {
+        self.complete_columns = columns;
+        self
+    }
+
     fn fields(&self) -> FieldLowering<'_> {
-        FieldLowering::new(&self.schema)
+        FieldLowering::new(&self.schema, &self.complete_columns)
     }
 
     fn fresh(&self, what: &str) -> String {
@@ -153,8 +164,8 @@ impl Planner {
             }
         }
         let mut span_attributes = Vec::new();
-        for field in refs {
-            let value = self.fields().field(&field)?;
+        for (field, types) in refs {
+            let value = types.restrict(self.fields().field(&field)?);
             let (projected, columns) = self.value_columns(&value);
             exprs.extend(projected);
             span_attributes.push(OutputValue {
@@ -268,27 +279,66 @@ impl Planner {
         match expr {
             SpansetExpr::Filter { expr, .. } => self.filter(input.clone(), expr),
             SpansetExpr::Op { op, lhs, rhs } => {
-                // `{a} || {b}` keeps the spans matching either: one filter, one pass.
-                if *op == SpansetOp::Or
-                    && let (
-                        SpansetExpr::Filter { expr: a, .. },
-                        SpansetExpr::Filter { expr: b, .. },
-                    ) = (lhs.as_ref(), rhs.as_ref())
-                {
-                    let predicate = self
-                        .fields()
-                        .lower(a)?
-                        .is_true()
-                        .or(self.fields().lower(b)?.is_true());
-                    return LogicalPlanBuilder::from(input.clone())
-                        .filter(predicate)?
-                        .build();
+                if let Some(filters) = plain_filters(expr, *op) {
+                    return self.plain_filters_op(*op, &filters, input);
                 }
                 let l = self.spanset(lhs, input)?;
                 let r = self.spanset(rhs, input)?;
                 self.spanset_op(*op, l, r)
             }
         }
+    }
+
+    /// `{a} || {b} || …` or `{a} && {b} && …` of plain filters, in one pass over `input`.
+    /// `||` keeps the spans matching any filter. `&&` keeps them too, but only in spansets
+    /// that have a span matching each filter: a window per filter instead of joins.
+    fn plain_filters_op(
+        &self,
+        op: SpansetOp,
+        filters: &[&FieldExpr],
+        input: &LogicalPlan,
+    ) -> Result<LogicalPlan> {
+        let predicates = filters
+            .iter()
+            .map(|f| Ok(self.fields().lower(f)?.is_true()))
+            .collect::<Result<Vec<_>>>()?;
+        if op == SpansetOp::Or {
+            let any = predicates.into_iter().reduce(Expr::or).expect("two filters");
+            return LogicalPlanBuilder::from(input.clone()).filter(any)?.build();
+        }
+        // Each filter's outcome as a column first: a window over a constant (`{ true }`) trips
+        // DataFusion's filter pushdown.
+        let mut exprs: Vec<Expr> = self.core_columns().map(|c| ident(&c)).collect();
+        let mut matched = Vec::new();
+        for predicate in predicates {
+            let name = self.fresh("match");
+            exprs.push(predicate.alias(&name));
+            matched.push(ident(&name));
+        }
+        let mut flags = Vec::new();
+        let mut windows = Vec::new();
+        for m in &matched {
+            let flag = self.fresh("has");
+            windows.push(
+                Expr::WindowFunction(Box::new(WindowFunction::new(
+                    WindowFunctionDefinition::AggregateUDF(bool_or_udaf()),
+                    vec![m.clone()],
+                )))
+                .partition_by(vec![ident(schema::TRACE_ID), ident(SPANSET_KEY)])
+                .build()?
+                .alias(&flag),
+            );
+            flags.push(ident(&flag));
+        }
+        let any = matched.into_iter().reduce(Expr::or).expect("two filters");
+        let all = flags.into_iter().reduce(Expr::and).expect("two filters");
+        LogicalPlanBuilder::from(input.clone())
+            .project(exprs)?
+            .filter(any)?
+            .window(windows)?
+            .filter(all)?
+            .project(self.core_columns().map(|c| ident(&c)))?
+            .build()
     }
 
     /// Two spanset relations combined by `op`.
@@ -548,6 +598,27 @@ enum Structure {
     Sibling,
 }
 
+/// The filters of `expr` when it is plain filters combined by `op` alone (`&&` or `||`).
+fn plain_filters(expr: &SpansetExpr, op: SpansetOp) -> Option<Vec<&FieldExpr>> {
+    if !matches!(op, SpansetOp::And | SpansetOp::Or) {
+        return None;
+    }
+    fn collect<'e>(e: &'e SpansetExpr, op: SpansetOp, out: &mut Vec<&'e FieldExpr>) -> bool {
+        match e {
+            SpansetExpr::Filter { expr, .. } => {
+                out.push(expr);
+                true
+            }
+            SpansetExpr::Op { op: o, lhs, rhs } if *o == op => {
+                collect(lhs, op, out) && collect(rhs, op, out)
+            }
+            SpansetExpr::Op { .. } => false,
+        }
+    }
+    let mut out = Vec::new();
+    collect(expr, op, &mut out).then_some(out)
+}
+
 fn mirror(op: CmpOp) -> CmpOp {
     match op {
         CmpOp::Lt => CmpOp::Gt,
@@ -604,27 +675,125 @@ fn shown_key(field: &FieldRef) -> String {
     }
 }
 
-/// The fields a query reads or selects, in order of appearance, without the intrinsics a
-/// result shows in fields of its own.
-fn collect_shown_fields(query: &Query, out: &mut Vec<FieldRef>) {
-    fn push(out: &mut Vec<FieldRef>, f: &FieldRef) {
-        let hidden = matches!(f, FieldRef::Intrinsic(i) if SHOWN_ELSEWHERE.contains(i));
-        if !hidden && !out.contains(f) {
-            out.push(f.clone());
+/// The value types of a field a result shows: a field compared with a literal can only have
+/// matched with the types comparable to it, so the others need not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ShownTypes {
+    str: bool,
+    number: bool,
+    bool: bool,
+    status: bool,
+    kind: bool,
+    other: bool,
+}
+
+impl ShownTypes {
+    const ALL: Self = Self {
+        str: true,
+        number: true,
+        bool: true,
+        status: true,
+        kind: true,
+        other: true,
+    };
+    const NONE: Self = Self {
+        str: false,
+        number: false,
+        bool: false,
+        status: false,
+        kind: false,
+        other: false,
+    };
+
+    /// The types that compare with `literal` (all for `nil`, which tests presence).
+    fn comparable_with(literal: &Static) -> Self {
+        match literal {
+            Static::Nil => Self::ALL,
+            Static::String(_) => Self {
+                str: true,
+                ..Self::NONE
+            },
+            Static::Int(_) | Static::Float(_) | Static::Duration(_) => Self {
+                number: true,
+                ..Self::NONE
+            },
+            Static::Bool(_) => Self {
+                bool: true,
+                ..Self::NONE
+            },
+            Static::Status(_) => Self {
+                status: true,
+                ..Self::NONE
+            },
+            Static::Kind(_) => Self {
+                kind: true,
+                ..Self::NONE
+            },
         }
     }
-    fn field_expr(out: &mut Vec<FieldRef>, e: &FieldExpr) {
+
+    fn union(self, o: Self) -> Self {
+        Self {
+            str: self.str || o.str,
+            number: self.number || o.number,
+            bool: self.bool || o.bool,
+            status: self.status || o.status,
+            kind: self.kind || o.kind,
+            other: self.other || o.other,
+        }
+    }
+
+    fn restrict(self, v: Value) -> Value {
+        let keep = |on: bool, e: Option<Expr>| e.filter(|_| on);
+        Value {
+            str: keep(self.str, v.str),
+            int: keep(self.number, v.int),
+            float: keep(self.number, v.float),
+            bool: keep(self.bool, v.bool),
+            status: keep(self.status, v.status),
+            kind: keep(self.kind, v.kind),
+            other: keep(self.other, v.other),
+            ..v
+        }
+    }
+}
+
+/// The fields a query reads or selects, in order of appearance, with the types worth showing,
+/// without the intrinsics a result shows in fields of its own.
+fn collect_shown_fields(query: &Query, out: &mut Vec<(FieldRef, ShownTypes)>) {
+    fn push(out: &mut Vec<(FieldRef, ShownTypes)>, f: &FieldRef, types: ShownTypes) {
+        if matches!(f, FieldRef::Intrinsic(i) if SHOWN_ELSEWHERE.contains(i)) {
+            return;
+        }
+        match out.iter_mut().find(|(seen, _)| seen == f) {
+            Some((_, seen)) => *seen = seen.union(types),
+            None => out.push((f.clone(), types)),
+        }
+    }
+    fn field_expr(out: &mut Vec<(FieldRef, ShownTypes)>, e: &FieldExpr) {
         match e {
             FieldExpr::Static(_) => {}
-            FieldExpr::Field(f, _) => push(out, f),
-            FieldExpr::Binary { lhs, rhs, .. } => {
-                field_expr(out, lhs);
-                field_expr(out, rhs);
+            FieldExpr::Field(f, _) => push(out, f, ShownTypes::ALL),
+            FieldExpr::Binary { op, lhs, rhs, .. } => {
+                let compared =
+                    matches!(op, BinaryOp::Cmp(_) | BinaryOp::Regex | BinaryOp::NotRegex);
+                match (lhs.as_ref(), rhs.as_ref()) {
+                    (FieldExpr::Field(f, _), FieldExpr::Static(s))
+                    | (FieldExpr::Static(s), FieldExpr::Field(f, _))
+                        if compared =>
+                    {
+                        push(out, f, ShownTypes::comparable_with(s))
+                    }
+                    (lhs, rhs) => {
+                        field_expr(out, lhs);
+                        field_expr(out, rhs);
+                    }
+                }
             }
             FieldExpr::Unary { expr, .. } => field_expr(out, expr),
         }
     }
-    fn spanset(out: &mut Vec<FieldRef>, s: &SpansetExpr) {
+    fn spanset(out: &mut Vec<(FieldRef, ShownTypes)>, s: &SpansetExpr) {
         match s {
             SpansetExpr::Filter { expr, .. } => field_expr(out, expr),
             SpansetExpr::Op { lhs, rhs, .. } => {
@@ -633,16 +802,16 @@ fn collect_shown_fields(query: &Query, out: &mut Vec<FieldRef>) {
             }
         }
     }
-    fn pipeline(out: &mut Vec<FieldRef>, p: &Pipeline) {
+    fn pipeline(out: &mut Vec<(FieldRef, ShownTypes)>, p: &Pipeline) {
         for stage in &p.stages {
             match stage {
                 Stage::Spanset(s) => spanset(out, s),
-                Stage::Select(fields) => fields.iter().for_each(|f| push(out, f)),
+                Stage::Select(fields) => fields.iter().for_each(|f| push(out, f, ShownTypes::ALL)),
                 Stage::ScalarFilter(_) | Stage::GroupBy { .. } | Stage::Coalesce => {}
             }
         }
     }
-    fn pipeline_expr(out: &mut Vec<FieldRef>, p: &PipelineExpr) {
+    fn pipeline_expr(out: &mut Vec<(FieldRef, ShownTypes)>, p: &PipelineExpr) {
         match p {
             PipelineExpr::Wrapped(p) => pipeline(out, p),
             PipelineExpr::Op { lhs, rhs, .. } => {

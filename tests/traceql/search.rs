@@ -201,6 +201,10 @@ const QUERIES: &[&str] = &[
     "{ status = error } && { kind = producer }",
     "{ status = error } || { kind = producer }",
     r#"{ resource.service.name = "frontend" } && { resource.service.name = "payment" }"#,
+    "{ kind = server } && { kind = client } && { status = error }",
+    "{ kind = consumer } || { kind = producer } || { status = error }",
+    "({ kind = server } && { status = error }) || { kind = producer }",
+    "{ kind = server } | by(resource.service.name) | { status = error } && { kind = client }",
     r#"{ resource.service.name = "frontend" } >> { resource.service.name = "payment" } >> { status = error }"#,
     "{ } | count() > 10",
     "{ status = error } | count() >= 2",
@@ -242,8 +246,14 @@ struct Fixture {
 }
 
 /// Generated traces plus the edge traces, in three blocks; every fifth generated trace is
-/// split in two parts stored in different blocks.
+/// split in two parts stored in different blocks. All blocks have the default dedicated columns.
 async fn fixture() -> Fixture {
+    fixture_with(DedicatedColumn::defaults()).await
+}
+
+/// As [`fixture`], but the first block is written with `first_block_columns` as its
+/// dedicated columns (as after a configuration change).
+async fn fixture_with(first_block_columns: Vec<DedicatedColumn>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = local_store(dir.path());
     let mut traces = generate(2024, 240);
@@ -263,15 +273,14 @@ async fn fixture() -> Fixture {
         };
         reference.insert(*id, RefTrace::new(*id, &parts));
     }
-    for block in &blocks {
-        write_block(
-            store.clone(),
-            "single-tenant",
-            BlockOptions::default(),
-            block.iter(),
-        )
-        .await
-        .unwrap();
+    for (n, block) in blocks.iter().enumerate() {
+        let mut options = BlockOptions::default();
+        if n == 0 {
+            options.dedicated_columns = first_block_columns.clone();
+        }
+        write_block(store.clone(), "single-tenant", options, block.iter())
+            .await
+            .unwrap();
     }
     let blocklist = Arc::new(Blocklist::new(store.clone()));
     blocklist.poll().await.unwrap();
@@ -328,12 +337,12 @@ fn describe(m: &Matches) -> String {
     format!("{} traces, {spans} spans", m.len())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn search_agrees_with_the_reference_evaluator() {
-    let f = fixture().await;
+/// The queries of `queries` on which the engine and the reference disagree, and how many of
+/// them matched anything.
+async fn disagreements(f: &Fixture, queries: &[&str]) -> (Vec<String>, usize) {
     let mut failures = Vec::new();
     let mut non_empty = 0;
-    for query in QUERIES {
+    for query in queries {
         let ast = compile(query).unwrap_or_else(|e| panic!("{query}: {e}"));
         let expected = crate::reference::search(&f.reference, &ast);
         match engine(&f.ctx, query).await {
@@ -355,6 +364,13 @@ async fn search_agrees_with_the_reference_evaluator() {
             Err(e) => failures.push(format!("{query}: engine failed: {e}")),
         }
     }
+    (failures, non_empty)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_agrees_with_the_reference_evaluator() {
+    let f = fixture().await;
+    let (failures, non_empty) = disagreements(&f, QUERIES).await;
     assert!(
         failures.is_empty(),
         "{} of {} queries disagree:\n{}",
@@ -367,6 +383,39 @@ async fn search_agrees_with_the_reference_evaluator() {
         non_empty * 4 >= QUERIES.len() * 3,
         "only {non_empty} queries matched anything"
     );
+}
+
+/// Where every block has a dedicated column, filters read it alone (so statistics prune);
+/// where one block was written without it, they fall back to the maps, and both find the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedicated_columns_are_read_alone_only_when_every_block_has_them() {
+    let dedicated = [
+        "http.route",
+        "http.response.status_code",
+        "http.request.method",
+        "url.path",
+    ];
+    let queries: Vec<&str> = QUERIES
+        .iter()
+        .copied()
+        .filter(|q| dedicated.iter().any(|d| q.contains(d)))
+        .collect();
+    assert!(queries.len() >= 5, "{queries:?}");
+    let route = r#"{ span.http.route = "/cart" }"#;
+    for (what, f, plain) in [
+        ("all blocks", fixture().await, true),
+        ("first block without", fixture_with(Vec::new()).await, false),
+    ] {
+        let (failures, non_empty) = disagreements(&f, &queries).await;
+        assert!(failures.is_empty(), "{what}:\n{}", failures.join("\n"));
+        assert!(
+            non_empty * 2 >= queries.len(),
+            "{what}: {non_empty} matched"
+        );
+        let plan = logical_plan(&f.ctx, route).await;
+        let scan = plan.lines().find(|l| l.contains("TableScan")).unwrap();
+        assert_eq!(!scan.contains("span_attr_str"), plain, "{what}: {scan}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
