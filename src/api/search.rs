@@ -375,8 +375,9 @@ pub fn search_response(result: &SearchResult, total_blocks: usize) -> Json {
         json!(result.stats.inspected_bytes.to_string()),
     );
     put(&mut metrics, "totalBlocks", json!(total_blocks));
-    put(&mut metrics, "completedJobs", json!(1));
-    put(&mut metrics, "totalJobs", json!(1));
+    // A job is a pass over the newest blocks; a search that settles early completes fewer.
+    put(&mut metrics, "completedJobs", json!(result.stats.passes));
+    put(&mut metrics, "totalJobs", json!(result.stats.total_passes));
     put(
         &mut metrics,
         "inspectedSpans",

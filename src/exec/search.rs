@@ -17,7 +17,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 
-use super::table::complete_dedicated_columns;
+use super::table::{NewestBlocks, block_end_times, complete_dedicated_columns};
 use crate::planner::{OutputValue, Planner, SPANSET_KEY, SearchPlan, ValueColumns};
 use crate::storage::TraceId;
 use crate::storage::schema;
@@ -94,6 +94,9 @@ pub struct TraceMatch {
 pub struct SearchStats {
     pub inspected_bytes: u64,
     pub inspected_spans: u64,
+    /// Passes over the newest blocks run, and the most a search of this range could run.
+    pub passes: usize,
+    pub total_passes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,28 +135,77 @@ pub async fn plan(
         .search(query)
 }
 
+/// Blocks the first pass of a search reads; each later pass reads this many times more.
+const FIRST_PASS_BLOCKS: usize = 8;
+const PASS_GROWTH: usize = 4;
+
 /// Runs a search over `ctx`'s `spans` table.
+///
+/// Blocks are read newest first: a pass reads live data and the newest blocks, and the search
+/// stops once the `limit` traces found all start after every block left out (no trace in those
+/// can be newer). Otherwise the next pass reads [`PASS_GROWTH`] times more blocks, up to all
+/// of them. Each pass evaluates the query over everything it reads, so a trace split across
+/// blocks is matched whole as long as its parts were read.
 pub async fn search(
     ctx: &SessionContext,
     query: &Query,
     options: &SearchOptions,
 ) -> Result<SearchResult> {
     let plan = plan(ctx, query, options).await?;
-    // `create_physical_plan` runs the logical optimizer itself.
-    let physical = ctx.state().create_physical_plan(&plan.plan).await?;
-    let mut stream = execute_stream(physical.clone(), ctx.task_ctx())?;
-    let mut assembler = Assembler::new(&plan, options);
-    while let Some(batch) = stream.next().await {
-        assembler.add(&batch?)?;
-    }
-    let stats = SearchStats {
-        inspected_bytes: sum_metric(&physical, "bytes_scanned") as u64,
-        inspected_spans: scanned_rows(&physical) as u64,
+    let ends = block_end_times(
+        ctx.table_provider("spans").await?.as_ref(),
+        (options.start, options.end),
+    );
+    let passes = pass_sizes(ends.as_ref().map_or(0, Vec::len));
+    let mut stats = SearchStats {
+        total_passes: passes.len(),
+        ..SearchStats::default()
     };
-    Ok(SearchResult {
-        traces: assembler.finish(),
-        stats,
-    })
+    for (n, &blocks) in passes.iter().enumerate() {
+        let last = n + 1 == passes.len();
+        let mut state = ctx.state();
+        // The newest `blocks` blocks (all of them on the last pass, and for unknown tables).
+        if let (Some(ends), false) = (&ends, last) {
+            let newest = NewestBlocks {
+                from: ends[blocks - 1],
+            };
+            state.config_mut().set_extension(Arc::new(newest));
+        }
+        // `create_physical_plan` runs the logical optimizer itself.
+        let physical = state.create_physical_plan(&plan.plan).await?;
+        let mut stream = execute_stream(physical.clone(), state.task_ctx())?;
+        let mut assembler = Assembler::new(&plan, options);
+        while let Some(batch) = stream.next().await {
+            assembler.add(&batch?)?;
+        }
+        stats.passes += 1;
+        stats.inspected_bytes += sum_metric(&physical, "bytes_scanned") as u64;
+        stats.inspected_spans += scanned_rows(&physical) as u64;
+        // Settled when the oldest trace kept is newer than any span of the blocks left out.
+        let settled = match (&ends, assembler.oldest_kept()) {
+            (Some(ends), Some(oldest)) => !last && oldest > ends[blocks],
+            _ => false,
+        };
+        if last || settled {
+            return Ok(SearchResult {
+                traces: assembler.finish(),
+                stats,
+            });
+        }
+    }
+    unreachable!("the last pass returns")
+}
+
+/// How many of `blocks` blocks each pass reads: growing, the last one all.
+fn pass_sizes(blocks: usize) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut size = FIRST_PASS_BLOCKS;
+    while size < blocks {
+        sizes.push(size);
+        size *= PASS_GROWTH;
+    }
+    sizes.push(blocks);
+    sizes
 }
 
 fn sum_metric(plan: &Arc<dyn ExecutionPlan>, name: &str) -> usize {
@@ -309,6 +361,14 @@ impl<'a> Assembler<'a> {
             self.traces.remove(&oldest);
             self.dropped.insert(oldest);
         }
+    }
+
+    /// The start of the oldest trace kept, once `limit` traces are kept.
+    fn oldest_kept(&self) -> Option<i64> {
+        if self.traces.len() < self.limit {
+            return None;
+        }
+        self.order.first().map(|(start, _)| *start)
     }
 
     fn finish(self) -> Vec<TraceMatch> {

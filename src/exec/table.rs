@@ -121,6 +121,14 @@ fn trace_id_equality(filter: &Expr) -> Option<TraceId> {
     }
 }
 
+/// A session extension that restricts block scans to the newest blocks: those that may hold
+/// spans starting at or after `from` (Unix nanoseconds). Searches widen it step by step and
+/// stop once older blocks cannot change their result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewestBlocks {
+    pub from: i64,
+}
+
 /// The URL the block store is registered under in a session.
 pub const BLOCK_STORE_URL: &str = "tracefusion://blocks";
 
@@ -169,6 +177,34 @@ impl BlocksTable {
     }
 }
 
+/// The latest span start each block of a `spans` table may hold (Unix nanoseconds), newest
+/// first, for the blocks that may hold spans starting in `range`; `None` for tables this
+/// module does not know.
+pub fn block_end_times(
+    spans: &dyn TableProvider,
+    range: (Option<i64>, Option<i64>),
+) -> Option<Vec<i64>> {
+    let blocks = if let Some(blocks) = spans.downcast_ref::<BlocksTable>() {
+        blocks
+    } else {
+        &spans.downcast_ref::<SpansTable>()?.blocks
+    };
+    let window = StartTimeWindow {
+        from: range.0,
+        to: range.1,
+    };
+    let mut ends: Vec<i64> = blocks
+        .reader
+        .blocklist()
+        .blocks(&blocks.tenant)
+        .iter()
+        .filter(|meta| window.may_overlap(meta))
+        .map(|meta| meta.end_time.timestamp_nanos_opt().unwrap_or(i64::MAX))
+        .collect();
+    ends.sort_unstable_by(|a, b| b.cmp(a));
+    Some(ends)
+}
+
 /// The dedicated columns of a `spans` table that hold every value of their attribute and type
 /// (so a filter can read the column alone, and statistics can prune it); none for tables
 /// this module does not know.
@@ -209,12 +245,18 @@ impl TableProvider for BlocksTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let window = StartTimeWindow::from_filters(filters);
+        // Whole blocks are left out, never some spans of a block.
+        let newest_from = state
+            .config()
+            .get_extension::<NewestBlocks>()
+            .map_or(i64::MIN, |newest| newest.from);
         let mut blocks: Vec<_> = self
             .reader
             .blocklist()
             .blocks(&self.tenant)
             .iter()
             .filter(|meta| window.may_overlap(meta))
+            .filter(|meta| meta.end_time.timestamp_nanos_opt().unwrap_or(i64::MAX) >= newest_from)
             .cloned()
             .collect();
         if let Some(id) = filters.iter().find_map(trace_id_equality) {

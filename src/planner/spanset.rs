@@ -303,7 +303,10 @@ impl Planner {
             .map(|f| Ok(self.fields().lower(f)?.is_true()))
             .collect::<Result<Vec<_>>>()?;
         if op == SpansetOp::Or {
-            let any = predicates.into_iter().reduce(Expr::or).expect("two filters");
+            let any = predicates
+                .into_iter()
+                .reduce(Expr::or)
+                .expect("two filters");
             return LogicalPlanBuilder::from(input.clone()).filter(any)?.build();
         }
         // Each filter's outcome as a column first: a window over a constant (`{ true }`) trips

@@ -914,3 +914,97 @@ fn query_and_explain_commands_run_searches_from_the_command_line() {
     assert!(!ok);
     assert!(stderr.contains("line 1"), "{stderr}");
 }
+
+/// The 400 generated traces of seed 77 (each starts after the one before) in 25 blocks, as
+/// `layout` spreads them.
+async fn store_of_25_blocks(
+    dir: &std::path::Path,
+    layout: fn(usize) -> usize,
+) -> datafusion::prelude::SessionContext {
+    let store = local_store(dir);
+    let mut blocks: Vec<BTreeMap<TraceId, Vec<ResourceSpans>>> = vec![BTreeMap::new(); 25];
+    let mut traces: Vec<_> = generate(77, 400).into_iter().collect();
+    traces.sort_by_key(|(_, batches)| {
+        batches
+            .iter()
+            .flat_map(|b| &b.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|s| s.start_time_unix_nano)
+            .min()
+    });
+    for (n, (id, batches)) in traces.into_iter().enumerate() {
+        blocks[layout(n)].insert(id, batches);
+    }
+    for block in &blocks {
+        let options = BlockOptions::default();
+        write_block(store.clone(), "single-tenant", options, block.iter())
+            .await
+            .unwrap();
+    }
+    let blocklist = Arc::new(Blocklist::new(store.clone()));
+    blocklist.poll().await.unwrap();
+    span_session(store, blocklist, "single-tenant", &[]).unwrap()
+}
+
+/// Blocks are read newest first and a search stops once older blocks cannot change its
+/// result: it returns exactly the newest traces a full scan returns, reading less.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_reads_newest_blocks_first_and_stops_when_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    // Consecutive traces per block, as an ingester cuts them by time: blocks barely overlap.
+    let by_time = store_of_25_blocks(&dir.path().join("a"), |n| n / 16).await;
+    // Round robin: every block spans the whole time range, so no block can be left out.
+    let interleaved = store_of_25_blocks(&dir.path().join("b"), |n| n % 25).await;
+    let run = |ctx: &datafusion::prelude::SessionContext, query: &'static str, limit: usize| {
+        let ctx = ctx.clone();
+        async move {
+            let options = SearchOptions {
+                limit,
+                spss: 1000,
+                ..SearchOptions::default()
+            };
+            search(&ctx, &compile(query).unwrap(), &options)
+                .await
+                .unwrap()
+        }
+    };
+    for (layout, ctx, query, limit, passes) in [
+        ("by time", &by_time, "{ }", 5, 1),
+        ("by time", &by_time, "{ status = error }", 3, 1),
+        // More traces than the first pass's 8 blocks hold.
+        ("by time", &by_time, "{ }", 200, 2),
+        (
+            "by time",
+            &by_time,
+            "{ kind = server } >> { kind = client }",
+            10,
+            1,
+        ),
+        ("interleaved", &interleaved, "{ }", 5, 2),
+        ("interleaved", &interleaved, "{ status = error }", 3, 2),
+    ] {
+        let what = format!("{layout}: {query} limit {limit}");
+        let settled = run(ctx, query, limit).await;
+        let full = run(ctx, query, 100_000).await;
+        assert_eq!(full.stats.passes, 2, "{what}: a full search reads all");
+        assert!(full.traces.len() > limit, "{what}: {}", full.traces.len());
+        assert_eq!(
+            settled.traces,
+            full.traces[..limit],
+            "{what}: the newest traces, whole"
+        );
+        assert_eq!(
+            (settled.stats.passes, settled.stats.total_passes),
+            (passes, 2),
+            "{what}"
+        );
+        if passes == 1 {
+            assert!(
+                settled.stats.inspected_bytes * 2 < full.stats.inspected_bytes,
+                "{what}: {} vs {} bytes",
+                settled.stats.inspected_bytes,
+                full.stats.inspected_bytes
+            );
+        }
+    }
+}
