@@ -1,5 +1,6 @@
 //! The `tracefusion` command line. Each subcommand parses its arguments and calls the library.
 
+mod bench;
 mod blocks;
 mod query;
 mod sql;
@@ -172,6 +173,19 @@ pub enum Command {
         tracefusion generate --traces 1000 --out traces.jsonl --format json"
     )]
     Generate(blocks::GenerateArgs),
+    /// Measure ingest, storage, lookups and search on generated data, in one run.
+    #[command(
+        long_about = "Measure the whole path on the seeded generator's data: OTLP ingest over \
+        gRPC and HTTP into a `tracefusion serve` started on a temporary folder (spans/s, peak \
+        RSS), trace by id while live and from blocks (p50/p99), time until every span is in a \
+        block, bytes per span on disk by column group, a list of TraceQL searches (median \
+        latency, bytes and spans read), tag lookups, and block write throughput. Prints a \
+        table and writes the figures as JSON; --compare prints each figure's ratio to an \
+        earlier run's.\n\n\
+        Examples:\n  cargo run --release -- bench\n  \
+        tracefusion bench --spans 200000 --json after.json --compare before.json"
+    )]
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -209,6 +223,7 @@ pub fn run() -> ExitCode {
             command,
         } => blocks::blocks(&config, &tenant, command),
         Command::Generate(args) => blocks::generate(args),
+        Command::Bench(args) => bench::bench(args),
         Command::Sql {
             config,
             tenant,

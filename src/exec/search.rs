@@ -156,13 +156,14 @@ pub async fn search(
         ctx.table_provider("spans").await?.as_ref(),
         (options.start, options.end),
     );
-    let passes = pass_sizes(ends.as_ref().map_or(0, Vec::len));
+    let total = ends.as_ref().map_or(0, Vec::len);
     let mut stats = SearchStats {
-        total_passes: passes.len(),
+        total_passes: most_passes(total),
         ..SearchStats::default()
     };
-    for (n, &blocks) in passes.iter().enumerate() {
-        let last = n + 1 == passes.len();
+    let mut blocks = FIRST_PASS_BLOCKS;
+    loop {
+        let last = blocks >= total;
         let mut state = ctx.state();
         // The newest `blocks` blocks (all of them on the last pass, and for unknown tables).
         if let (Some(ends), false) = (&ends, last) {
@@ -192,20 +193,32 @@ pub async fn search(
                 stats,
             });
         }
+        blocks = next_pass_blocks(blocks, total, assembler.kept(), options.limit);
     }
-    unreachable!("the last pass returns")
 }
 
-/// How many of `blocks` blocks each pass reads: growing, the last one all.
-fn pass_sizes(blocks: usize) -> Vec<usize> {
-    let mut sizes = Vec::new();
-    let mut size = FIRST_PASS_BLOCKS;
-    while size < blocks {
-        sizes.push(size);
-        size *= PASS_GROWTH;
+/// The blocks the pass after one over `blocks` of `total` blocks reads, when that pass kept
+/// `kept` of `limit` traces. It grows by [`PASS_GROWTH`], or straight to what finding `limit`
+/// traces at the rate so far would take; a pass of more than half the blocks reads them all
+/// (so a rare match, or none, costs two passes rather than many).
+pub fn next_pass_blocks(blocks: usize, total: usize, kept: usize, limit: usize) -> usize {
+    let needed = match kept {
+        0 => total,
+        kept => blocks.saturating_mul(limit).div_ceil(kept),
+    };
+    let next = (blocks * PASS_GROWTH).max(needed);
+    if next * 2 > total { total } else { next }
+}
+
+/// The most passes a search over `total` blocks runs.
+pub fn most_passes(total: usize) -> usize {
+    let mut passes = 1;
+    let mut blocks = FIRST_PASS_BLOCKS;
+    while blocks < total {
+        passes += 1;
+        blocks = next_pass_blocks(blocks, total, usize::MAX, 1);
     }
-    sizes.push(blocks);
-    sizes
+    passes
 }
 
 fn sum_metric(plan: &Arc<dyn ExecutionPlan>, name: &str) -> usize {
@@ -361,6 +374,11 @@ impl<'a> Assembler<'a> {
             self.traces.remove(&oldest);
             self.dropped.insert(oldest);
         }
+    }
+
+    /// How many traces are kept (at most `limit`).
+    fn kept(&self) -> usize {
+        self.traces.len()
     }
 
     /// The start of the oldest trace kept, once `limit` traces are kept.

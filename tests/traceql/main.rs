@@ -1,6 +1,7 @@
 //! The one integration test binary of tracefusion (one binary, so the dependency tree links
 //! once). Each module is the specification of one capability.
 
+mod bench;
 mod config;
 mod conformance;
 mod corpus;

@@ -1008,3 +1008,20 @@ async fn search_reads_newest_blocks_first_and_stops_when_settled() {
         }
     }
 }
+
+#[test]
+fn passes_grow_and_jump_to_all_blocks_when_matches_are_rare() {
+    use tracefusion::exec::search::{most_passes, next_pass_blocks};
+    // Plenty of matches: grow four times.
+    assert_eq!(next_pass_blocks(8, 1000, 20, 20), 32);
+    // No match yet, or one in 8 blocks with 20 wanted: as many blocks as that rate needs.
+    assert_eq!(next_pass_blocks(8, 1000, 0, 20), 1000);
+    assert_eq!(next_pass_blocks(8, 1000, 1, 20), 160);
+    // More than half of the blocks: all of them.
+    assert_eq!(next_pass_blocks(8, 200, 1, 20), 200);
+    assert_eq!(next_pass_blocks(32, 120, 20, 20), 120);
+    assert_eq!(most_passes(0), 1);
+    assert_eq!(most_passes(8), 1);
+    assert_eq!(most_passes(25), 2);
+    assert_eq!(most_passes(120), 3);
+}
