@@ -121,6 +121,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// `{prefix}_p50_ms` and `{prefix}_p99_ms` of `sorted` latencies.
+fn push_latencies(report: &mut Report, prefix: &str, sorted: &[Duration]) {
+    for (name, p) in [("p50", 0.5), ("p99", 0.99)] {
+        let value = millis(percentile(sorted, p));
+        report.push(format!("{prefix}_{name}_ms"), value, "ms", Better::Lower);
+    }
+}
+
 fn median(mut runs: Vec<Duration>) -> Duration {
     runs.sort();
     runs[runs.len() / 2]
@@ -156,16 +164,18 @@ pub fn run(options: &BenchOptions, command: String) -> anyhow::Result<Report> {
         "spans/s",
         Better::Higher,
     );
-    let requests: Vec<Vec<u8>> = traces
+    // Each request with the spans it carries.
+    let mut requests: Vec<(Vec<u8>, u64)> = traces
         .chunks(TRACES_PER_REQUEST)
         .map(|chunk| {
-            ExportTraceServiceRequest {
+            let request = ExportTraceServiceRequest {
                 resource_spans: chunk.iter().flatten().cloned().collect(),
-            }
-            .encode_to_vec()
+            };
+            let spans = spans_of(&request.resource_spans);
+            (request.encode_to_vec(), spans)
         })
         .collect();
-    let request_bytes: u64 = requests.iter().map(|r| r.len() as u64).sum();
+    let request_bytes: u64 = requests.iter().map(|(r, _)| r.len() as u64).sum();
     let ids: Vec<TraceId> = traces
         .iter()
         .filter_map(|t| {
@@ -189,16 +199,10 @@ pub fn run(options: &BenchOptions, command: String) -> anyhow::Result<Report> {
             }
         })
     };
-    let (grpc_part, http_part) = requests.split_at(requests.len() / 2);
-    for (protocol, part) in [(Protocol::Grpc, grpc_part), (Protocol::Http, http_part)] {
-        let spans: u64 = part
-            .iter()
-            .map(|r| {
-                ExportTraceServiceRequest::decode(r.as_slice())
-                    .map(|r| spans_of(&r.resource_spans))
-                    .unwrap_or(0)
-            })
-            .sum();
+    let http_part = requests.split_off(requests.len() / 2);
+    for (protocol, part) in [(Protocol::Grpc, requests), (Protocol::Http, http_part)] {
+        let spans: u64 = part.iter().map(|(_, spans)| spans).sum();
+        let part: Arc<[Vec<u8>]> = part.into_iter().map(|(body, _)| body).collect();
         let progress = bar(options, part.len() as u64, protocol.name());
         let started = Instant::now();
         runtime.block_on(server.ingest(protocol, part, options.clients, &progress))?;
@@ -223,18 +227,10 @@ pub fn run(options: &BenchOptions, command: String) -> anyhow::Result<Report> {
 
     // 3. Trace by id, live: the traces sent last, still held by the ingester.
     let live: Vec<TraceId> = ids.iter().rev().take(300).copied().collect();
-    let latencies = runtime.block_on(server.lookups(&live))?;
-    report.push(
-        "lookup.live_p50_ms",
-        millis(percentile(&latencies, 0.5)),
-        "ms",
-        Better::Lower,
-    );
-    report.push(
-        "lookup.live_p99_ms",
-        millis(percentile(&latencies, 0.99)),
-        "ms",
-        Better::Lower,
+    push_latencies(
+        &mut report,
+        "lookup.live",
+        &runtime.block_on(server.lookups(&live))?,
     );
 
     // Wait for every span to reach a block.
@@ -297,18 +293,10 @@ pub fn run(options: &BenchOptions, command: String) -> anyhow::Result<Report> {
         .step_by((ids.len() / 1000).max(1))
         .copied()
         .collect();
-    let latencies = runtime.block_on(server.lookups(&sample))?;
-    report.push(
-        "lookup.blocks_p50_ms",
-        millis(percentile(&latencies, 0.5)),
-        "ms",
-        Better::Lower,
-    );
-    report.push(
-        "lookup.blocks_p99_ms",
-        millis(percentile(&latencies, 0.99)),
-        "ms",
-        Better::Lower,
+    push_latencies(
+        &mut report,
+        "lookup.blocks",
+        &runtime.block_on(server.lookups(&sample))?,
     );
 
     // Searches and tags through the HTTP API.
@@ -514,11 +502,10 @@ impl Server {
     async fn ingest(
         &self,
         protocol: Protocol,
-        requests: &[Vec<u8>],
+        requests: Arc<[Vec<u8>]>,
         clients: usize,
         progress: &ProgressBar,
     ) -> anyhow::Result<()> {
-        let requests = Arc::new(requests.to_vec());
         let next = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for _ in 0..clients.max(1) {

@@ -88,9 +88,14 @@ impl StartTimeWindow {
     /// A block holds span starts in `[meta.start_time, meta.end_time]`.
     fn may_overlap(&self, meta: &BlockMeta) -> bool {
         let start = meta.start_time.timestamp_nanos_opt().unwrap_or(i64::MIN);
-        let end = meta.end_time.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let end = end_nanos(meta);
         self.from.is_none_or(|from| end >= from) && self.to.is_none_or(|to| start <= to)
     }
+}
+
+/// The latest time a block's spans may start at (its meta's end time), Unix nanoseconds.
+fn end_nanos(meta: &BlockMeta) -> i64 {
+    meta.end_time.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 /// The trace id of a `trace_id = <16-byte literal>` filter.
@@ -177,6 +182,15 @@ impl BlocksTable {
     }
 }
 
+/// The blocks of a `spans` table this module built; `None` for other tables. Live data is
+/// built with the current configuration, so the blocks decide what a table's data may hold.
+fn blocks_of(spans: &dyn TableProvider) -> Option<&BlocksTable> {
+    match spans.downcast_ref::<BlocksTable>() {
+        Some(blocks) => Some(blocks),
+        None => Some(&spans.downcast_ref::<SpansTable>()?.blocks),
+    }
+}
+
 /// The latest span start each block of a `spans` table may hold (Unix nanoseconds), newest
 /// first, for the blocks that may hold spans starting in `range`; `None` for tables this
 /// module does not know.
@@ -184,11 +198,7 @@ pub fn block_end_times(
     spans: &dyn TableProvider,
     range: (Option<i64>, Option<i64>),
 ) -> Option<Vec<i64>> {
-    let blocks = if let Some(blocks) = spans.downcast_ref::<BlocksTable>() {
-        blocks
-    } else {
-        &spans.downcast_ref::<SpansTable>()?.blocks
-    };
+    let blocks = blocks_of(spans)?;
     let window = StartTimeWindow {
         from: range.0,
         to: range.1,
@@ -199,7 +209,7 @@ pub fn block_end_times(
         .blocks(&blocks.tenant)
         .iter()
         .filter(|meta| window.may_overlap(meta))
-        .map(|meta| meta.end_time.timestamp_nanos_opt().unwrap_or(i64::MAX))
+        .map(|meta| end_nanos(meta))
         .collect();
     ends.sort_unstable_by(|a, b| b.cmp(a));
     Some(ends)
@@ -209,14 +219,7 @@ pub fn block_end_times(
 /// (so a filter can read the column alone, and statistics can prune it); none for tables
 /// this module does not know.
 pub fn complete_dedicated_columns(spans: &dyn TableProvider) -> Vec<String> {
-    if let Some(blocks) = spans.downcast_ref::<BlocksTable>() {
-        blocks.complete_dedicated_columns()
-    } else if let Some(table) = spans.downcast_ref::<SpansTable>() {
-        // Live data is built with the current columns, so the blocks decide.
-        table.blocks.complete_dedicated_columns()
-    } else {
-        Vec::new()
-    }
+    blocks_of(spans).map_or_else(Vec::new, BlocksTable::complete_dedicated_columns)
 }
 
 #[async_trait]
@@ -256,7 +259,7 @@ impl TableProvider for BlocksTable {
             .blocks(&self.tenant)
             .iter()
             .filter(|meta| window.may_overlap(meta))
-            .filter(|meta| meta.end_time.timestamp_nanos_opt().unwrap_or(i64::MAX) >= newest_from)
+            .filter(|meta| end_nanos(meta) >= newest_from)
             .cloned()
             .collect();
         if let Some(id) = filters.iter().find_map(trace_id_equality) {
