@@ -33,13 +33,17 @@ pub struct BenchArgs {
 pub fn bench(args: BenchArgs) -> ExitCode {
     // Read the old figures first: a typo should not cost a whole run.
     let old: Option<Report> = match &args.compare {
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(anyhow::Error::from)
-            .and_then(|s| Ok(serde_json::from_str(&s)?))
-        {
-            Ok(report) => Some(report),
-            Err(e) => return super::fail(&format!("{}: {e}", path.display())),
-        },
+        Some(path) => {
+            let read = std::fs::read_to_string(path);
+            match read.as_deref().map(serde_json::from_str) {
+                Ok(Ok(report)) => Some(report),
+                Ok(Err(e)) => {
+                    let what = "is not the JSON file of a `tracefusion bench` run";
+                    return super::fail(&format!("{} {what}: {e}", path.display()));
+                }
+                Err(e) => return super::fail(&format!("{}: {e}", path.display())),
+            }
+        }
         None => None,
     };
     let options = BenchOptions {

@@ -146,3 +146,23 @@ fn compare_tells_better_from_worse_by_direction() {
     let json = serde_json::to_string(&new).unwrap();
     assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), new);
 }
+
+/// A wrong `--compare` file is refused before the run, saying what it is not.
+#[test]
+fn bench_refuses_a_compare_file_that_is_not_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_report = dir.path().join("other.json");
+    std::fs::write(&not_report, r#"{"figures": []}"#).unwrap();
+    for (file, says) in [
+        (not_report, "is not the JSON file of a `tracefusion bench` run"),
+        (dir.path().join("missing.json"), "missing.json: No such file"),
+    ] {
+        let out = Command::new(binary())
+            .args(["bench", "--compare"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{stderr}");
+    }
+}
