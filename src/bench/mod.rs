@@ -23,6 +23,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
+use reqwest::StatusCode;
 
 use crate::config::TraceStorageConfig;
 use crate::storage::inspect::{group_sizes, inspect_block};
@@ -205,7 +206,8 @@ pub fn run(options: &BenchOptions, command: String) -> anyhow::Result<Report> {
         let part: Arc<[Vec<u8>]> = part.into_iter().map(|(body, _)| body).collect();
         let progress = bar(options, part.len() as u64, protocol.name());
         let started = Instant::now();
-        runtime.block_on(server.ingest(protocol, part, options.clients, &progress))?;
+        let retries =
+            runtime.block_on(server.ingest(protocol, part, options.clients, &progress))?;
         let elapsed = started.elapsed();
         progress.finish_and_clear();
         report.push(
@@ -213,6 +215,13 @@ pub fn run(options: &BenchOptions, command: String) -> anyhow::Result<Report> {
             spans as f64 / elapsed.as_secs_f64(),
             "spans/s",
             Better::Higher,
+        );
+        // Requests sent again after the server pushed back (its memory limit).
+        report.push(
+            format!("ingest.{}_retries", protocol.name()),
+            retries as f64,
+            "requests",
+            Better::Lower,
         );
     }
     sampling.store(false, Ordering::Relaxed);
@@ -432,6 +441,13 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+fn retryable_grpc(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+    )
+}
+
 /// Resident set size of `pid` in bytes (0 where /proc has none).
 fn rss(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -499,17 +515,22 @@ impl Server {
     }
 
     /// Sends `requests` from `clients` concurrent clients; each request must be acknowledged.
+    /// As OpenTelemetry exporters do, a request the server refuses for now (503/429, gRPC
+    /// UNAVAILABLE/RESOURCE_EXHAUSTED: backpressure while blocks are written) is sent again
+    /// after a growing pause. Returns how many times that happened.
     async fn ingest(
         &self,
         protocol: Protocol,
         requests: Arc<[Vec<u8>]>,
         clients: usize,
         progress: &ProgressBar,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<u64> {
         let next = Arc::new(AtomicU64::new(0));
+        let retries = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for _ in 0..clients.max(1) {
-            let (requests, next, progress) = (requests.clone(), next.clone(), progress.clone());
+            let (requests, next, retries) = (requests.clone(), next.clone(), retries.clone());
+            let progress = progress.clone();
             let (client, http_url, grpc_url) = (
                 self.client.clone(),
                 self.otlp_http.clone(),
@@ -525,22 +546,38 @@ impl Server {
                     let Some(body) = requests.get(i) else {
                         return anyhow::Ok(());
                     };
-                    match grpc.as_mut() {
-                        Some(grpc) => {
-                            grpc.export(ExportTraceServiceRequest::decode(body.as_slice())?)
-                                .await?;
-                        }
-                        None => {
-                            let response = client
-                                .post(&http_url)
-                                .header("Content-Type", "application/x-protobuf")
-                                .body(body.clone())
-                                .send()
-                                .await?;
-                            if !response.status().is_success() {
-                                bail!("OTLP/HTTP export: {}", response.status());
+                    let mut pause = Duration::from_millis(50);
+                    loop {
+                        let refused_for_now = match grpc.as_mut() {
+                            Some(grpc) => {
+                                let request = ExportTraceServiceRequest::decode(body.as_slice())?;
+                                match grpc.export(request).await {
+                                    Ok(_) => false,
+                                    Err(status) if retryable_grpc(status.code()) => true,
+                                    Err(status) => bail!("OTLP/gRPC export: {status}"),
+                                }
                             }
+                            None => {
+                                let response = client
+                                    .post(&http_url)
+                                    .header("Content-Type", "application/x-protobuf")
+                                    .body(body.clone())
+                                    .send()
+                                    .await?;
+                                match response.status() {
+                                    s if s.is_success() => false,
+                                    StatusCode::SERVICE_UNAVAILABLE
+                                    | StatusCode::TOO_MANY_REQUESTS => true,
+                                    s => bail!("OTLP/HTTP export: {s}: {}", response.text().await?),
+                                }
+                            }
+                        };
+                        if !refused_for_now {
+                            break;
                         }
+                        retries.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(2));
                     }
                     progress.inc(1);
                 }
@@ -549,7 +586,7 @@ impl Server {
         for task in tasks {
             task.await??;
         }
-        Ok(())
+        Ok(retries.load(Ordering::Relaxed))
     }
 
     /// Latency of `GET /api/v2/traces/{id}` for each id, sorted; every trace must be found.

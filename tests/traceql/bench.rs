@@ -154,8 +154,14 @@ fn bench_refuses_a_compare_file_that_is_not_a_report() {
     let not_report = dir.path().join("other.json");
     std::fs::write(&not_report, r#"{"figures": []}"#).unwrap();
     for (file, says) in [
-        (not_report, "is not the JSON file of a `tracefusion bench` run"),
-        (dir.path().join("missing.json"), "missing.json: No such file"),
+        (
+            not_report,
+            "is not the JSON file of a `tracefusion bench` run",
+        ),
+        (
+            dir.path().join("missing.json"),
+            "missing.json: No such file",
+        ),
     ] {
         let out = Command::new(binary())
             .args(["bench", "--compare"])
