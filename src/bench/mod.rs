@@ -2,8 +2,8 @@
 //!
 //! 1. generate the spans, encoded as OTLP requests of 100 traces;
 //! 2. start `tracefusion serve` (this executable) on a temporary folder and send half of the
-//!    requests over OTLP/gRPC and half over OTLP/HTTP from several clients, sampling the
-//!    server's RSS;
+//!    requests over OTLP/gRPC, wait until they are in blocks, then send the other half over
+//!    OTLP/HTTP, from several clients, sampling the server's RSS;
 //! 3. look traces up by id while the ingester holds them, then wait until every span is in
 //!    a block and look them up again;
 //! 4. measure bytes per span of those blocks, searches and tag lookups through the HTTP API;
@@ -114,6 +114,27 @@ fn spans_of(batches: &[ResourceSpans]) -> u64 {
         .sum()
 }
 
+/// Polls the blocklist until `spans` spans are in blocks; fails after 10 minutes.
+async fn wait_in_blocks(
+    blocklist: &Blocklist,
+    spans: u64,
+    progress: &ProgressBar,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        blocklist.poll().await?;
+        let flushed: u64 = blocklist.blocks(TENANT).iter().map(|b| b.total_spans).sum();
+        progress.set_position(flushed);
+        if flushed >= spans {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("only {flushed} of {spans} spans reached blocks in 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -200,8 +221,17 @@ pub fn run(options: &BenchOptions, command: String) -> anyhow::Result<Report> {
             }
         })
     };
+    let store = open_store(&server.storage)?;
+    let blocklist = Blocklist::new(store.clone());
     let http_part = requests.split_off(requests.len() / 2);
+    let grpc_spans: u64 = requests.iter().map(|(_, spans)| spans).sum();
     for (protocol, part) in [(Protocol::Grpc, requests), (Protocol::Http, http_part)] {
+        if protocol == Protocol::Http {
+            // Each protocol gets a quiet server: the gRPC half is in blocks before HTTP starts.
+            let progress = bar(options, grpc_spans, "flush grpc");
+            runtime.block_on(wait_in_blocks(&blocklist, grpc_spans, &progress))?;
+            progress.finish_and_clear();
+        }
         let spans: u64 = part.iter().map(|(_, spans)| spans).sum();
         let part: Arc<[Vec<u8>]> = part.into_iter().map(|(body, _)| body).collect();
         let progress = bar(options, part.len() as u64, protocol.name());
@@ -243,24 +273,8 @@ pub fn run(options: &BenchOptions, command: String) -> anyhow::Result<Report> {
     );
 
     // Wait for every span to reach a block.
-    let store = open_store(&server.storage)?;
-    let blocklist = Blocklist::new(store.clone());
     let progress = bar(options, report.spans, "flush");
-    loop {
-        runtime.block_on(blocklist.poll())?;
-        let flushed: u64 = blocklist.blocks(TENANT).iter().map(|b| b.total_spans).sum();
-        progress.set_position(flushed);
-        if flushed >= report.spans {
-            break;
-        }
-        if ingested.elapsed() > Duration::from_secs(600) {
-            bail!(
-                "only {flushed} of {} spans reached blocks in 10 minutes",
-                report.spans
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    runtime.block_on(wait_in_blocks(&blocklist, report.spans, &progress))?;
     progress.finish_and_clear();
     let blocks = blocklist.blocks(TENANT);
     report.push(
@@ -410,7 +424,7 @@ pub fn run(options: &BenchOptions, command: String) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
     Grpc,
     Http,

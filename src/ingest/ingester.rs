@@ -26,8 +26,51 @@ use crate::storage::{BlockOptions, BlockWriter, Blocklist, TraceId, split_by_tra
 
 /// Traces of one tenant grouped by id.
 pub type Traces = BTreeMap<TraceId, Vec<ResourceSpans>>;
-/// Traces of one tenant by id, each an encoded `ExportTraceServiceRequest`.
-type EncodedTraces = BTreeMap<TraceId, Vec<u8>>;
+/// One trace held in memory: an encoded `ExportTraceServiceRequest`, and the earliest start
+/// of its spans (what a large head block is split by).
+#[derive(Clone)]
+struct HeldTrace {
+    encoded: Vec<u8>,
+    start: u64,
+}
+
+impl HeldTrace {
+    fn new(batches: Vec<ResourceSpans>) -> Self {
+        let start = batches
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .map(|span| span.start_time_unix_nano)
+            .min()
+            .unwrap_or(0);
+        Self {
+            encoded: encode(batches),
+            start,
+        }
+    }
+
+    fn append(&mut self, other: &HeldTrace) {
+        self.encoded.extend_from_slice(&other.encoded);
+        self.start = self.start.min(other.start);
+    }
+
+    fn bytes(&self) -> u64 {
+        self.encoded.len() as u64
+    }
+}
+
+/// Traces of one tenant by id.
+type HeldTraces = BTreeMap<TraceId, HeldTrace>;
+
+/// Adds `trace` to `traces`, after what is held of it already.
+fn hold(traces: &mut HeldTraces, id: TraceId, trace: HeldTrace) {
+    match traces.get_mut(&id) {
+        Some(held) => held.append(&trace),
+        None => {
+            traces.insert(id, trace);
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct IngesterOptions {
@@ -69,18 +112,18 @@ pub struct Refused {
 }
 
 struct LiveTrace {
-    encoded: Vec<u8>,
+    trace: HeldTrace,
     last_append: Instant,
 }
 
 #[derive(Default)]
 struct TenantState {
     live: HashMap<TraceId, LiveTrace>,
-    head: EncodedTraces,
+    head: HeldTraces,
     head_bytes: u64,
     head_since: Option<Instant>,
     /// Head blocks being written: still readable until they are in the blocklist.
-    flushing: Vec<Arc<EncodedTraces>>,
+    flushing: Vec<Arc<HeldTraces>>,
 }
 
 pub struct Ingester {
@@ -109,6 +152,30 @@ fn decode(encoded: &[u8]) -> Vec<ResourceSpans> {
         .unwrap_or_default()
 }
 
+/// Splits a head block into blocks of at most `max_bytes` each, by trace start time, as if
+/// they had been cut one after the other while the spans arrived: each block then covers its
+/// own stretch of time, which lets a newest-first search stop early. A trace is never split,
+/// so one trace larger than `max_bytes` makes a larger block.
+fn split_head(head: HeldTraces, max_bytes: u64) -> Vec<HeldTraces> {
+    let mut by_start: Vec<(TraceId, HeldTrace)> = head.into_iter().collect();
+    by_start.sort_by_key(|(id, trace)| (trace.start, *id));
+    let mut blocks = Vec::new();
+    let mut block = HeldTraces::new();
+    let mut bytes = 0;
+    for (id, trace) in by_start {
+        if !block.is_empty() && bytes + trace.bytes() > max_bytes {
+            blocks.push(std::mem::take(&mut block));
+            bytes = 0;
+        }
+        bytes += trace.bytes();
+        block.insert(id, trace);
+    }
+    if !block.is_empty() {
+        blocks.push(block);
+    }
+    blocks
+}
+
 impl Ingester {
     /// Opens the WAL in `wal_dir` and replays it into live traces.
     pub fn open(
@@ -134,8 +201,11 @@ impl Ingester {
                 Ok(request) => {
                     let (traces, _) = split_by_trace(request.resource_spans);
                     replayed += traces.len();
-                    let encoded = traces.into_iter().map(|(id, t)| (id, encode(t))).collect();
-                    ingester.insert(&record.tenant, encoded);
+                    let held = traces
+                        .into_iter()
+                        .map(|(id, t)| (id, HeldTrace::new(t)))
+                        .collect();
+                    ingester.insert(&record.tenant, held);
                 }
                 Err(error) => tracing::warn!(%error, "skipping an undecodable WAL record"),
             }
@@ -157,9 +227,9 @@ impl Ingester {
             limit: self.options.max_bytes_per_trace,
             ..Refused::default()
         };
-        let mut encoded: EncodedTraces = traces
+        let mut encoded: HeldTraces = traces
             .into_iter()
-            .map(|(id, batches)| (id, encode(batches)))
+            .map(|(id, batches)| (id, HeldTrace::new(batches)))
             .collect();
         self.refuse_oversized(tenant, &mut encoded, &mut refused);
         if encoded.is_empty() {
@@ -168,7 +238,7 @@ impl Ingester {
         // Concatenated encodings are one request with every trace's resource-spans.
         let record = encoded
             .values()
-            .map(Vec::as_slice)
+            .map(|t| t.encoded.as_slice())
             .collect::<Vec<_>>()
             .concat();
         let _shared = self.cut_lock.read().await;
@@ -178,50 +248,50 @@ impl Ingester {
     }
 
     /// Drops the traces that would grow past the per-trace limit, counting what is held now.
-    fn refuse_oversized(&self, tenant: &str, traces: &mut EncodedTraces, refused: &mut Refused) {
+    fn refuse_oversized(&self, tenant: &str, traces: &mut HeldTraces, refused: &mut Refused) {
         let limit = self.options.max_bytes_per_trace;
         if limit == 0 {
             return;
         }
         let tenants = self.tenants.lock().expect("ingester lock");
         let state = tenants.get(tenant);
-        traces.retain(|id, encoded| {
+        traces.retain(|id, trace| {
             let held = state.map_or(0, |s| {
-                s.live.get(id).map_or(0, |t| t.encoded.len())
-                    + s.head.get(id).map_or(0, |t| t.len())
+                s.live.get(id).map_or(0, |t| t.trace.bytes())
+                    + s.head.get(id).map_or(0, HeldTrace::bytes)
             });
-            if (held + encoded.len()) as u64 <= limit {
+            if held + trace.bytes() <= limit {
                 return true;
             }
             refused.traces += 1;
-            refused.spans += span_count(&decode(encoded));
+            refused.spans += span_count(&decode(&trace.encoded));
             false
         });
     }
 
-    fn insert(&self, tenant: &str, traces: EncodedTraces) {
+    fn insert(&self, tenant: &str, traces: HeldTraces) {
         let now = Instant::now();
         let mut tenants = self.tenants.lock().expect("ingester lock");
         let state = tenants.entry(tenant.to_string()).or_default();
-        for (id, encoded) in traces {
-            let bytes = encoded.len() as u64;
+        for (id, trace) in traces {
+            let bytes = trace.bytes();
             self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
             // A late span of a trace already in the head block joins it there.
             if let Some(head) = state.head.get_mut(&id) {
-                head.extend_from_slice(&encoded);
+                head.append(&trace);
                 state.head_bytes += bytes;
                 continue;
             }
             match state.live.get_mut(&id) {
                 Some(live) => {
-                    live.encoded.extend_from_slice(&encoded);
+                    live.trace.append(&trace);
                     live.last_append = now;
                 }
                 None => {
                     state.live.insert(
                         id,
                         LiveTrace {
-                            encoded,
+                            trace,
                             last_append: now,
                         },
                     );
@@ -265,14 +335,17 @@ impl Ingester {
                 return Ok(Default::default());
             };
             for (id, live) in &state.live {
-                traces.entry(*id).or_default().push(live.encoded.clone());
+                traces
+                    .entry(*id)
+                    .or_default()
+                    .push(live.trace.encoded.clone());
             }
             for (id, head) in &state.head {
-                traces.entry(*id).or_default().push(head.clone());
+                traces.entry(*id).or_default().push(head.encoded.clone());
             }
             for flushing in &state.flushing {
                 for (id, trace) in flushing.iter() {
-                    traces.entry(*id).or_default().push(trace.clone());
+                    traces.entry(*id).or_default().push(trace.encoded.clone());
                 }
             }
         }
@@ -300,14 +373,14 @@ impl Ingester {
         };
         let mut parts = Vec::new();
         if let Some(live) = state.live.get(id) {
-            parts.push(decode(&live.encoded));
+            parts.push(decode(&live.trace.encoded));
         }
         if let Some(head) = state.head.get(id) {
-            parts.push(decode(head));
+            parts.push(decode(&head.encoded));
         }
         for flushing in &state.flushing {
             if let Some(trace) = flushing.get(id) {
-                parts.push(decode(trace));
+                parts.push(decode(&trace.encoded));
             }
         }
         parts
@@ -329,12 +402,8 @@ impl Ingester {
                     .collect();
                 for id in idle {
                     let trace = state.live.remove(&id).expect("listed");
-                    state.head_bytes += trace.encoded.len() as u64;
-                    state
-                        .head
-                        .entry(id)
-                        .or_default()
-                        .extend_from_slice(&trace.encoded);
+                    state.head_bytes += trace.trace.bytes();
+                    hold(&mut state.head, id, trace.trace);
                     state.head_since.get_or_insert(now);
                 }
                 metrics::LIVE_TRACES
@@ -355,8 +424,9 @@ impl Ingester {
         self.cut().await
     }
 
-    /// Cuts every non-empty head block: rotates the WAL, re-logs what stays live into the new
-    /// segment, writes the blocks, and drops the old segments once every block is stored.
+    /// Cuts every non-empty head block into blocks of at most `max_block_bytes`: rotates the
+    /// WAL, re-logs what stays live into the new segment, writes the blocks, and drops the old
+    /// segments once every block is stored.
     async fn cut(&self) -> Result<usize, CutError> {
         let (segment, cut) = {
             let _exclusive = self.cut_lock.write().await;
@@ -367,14 +437,17 @@ impl Ingester {
                 let mut cut = Vec::new();
                 for (tenant, state) in tenants.iter_mut() {
                     for live in state.live.values() {
-                        relog.push((tenant.clone(), live.encoded.clone()));
+                        relog.push((tenant.clone(), live.trace.encoded.clone()));
                     }
                     if !state.head.is_empty() {
-                        let head = Arc::new(std::mem::take(&mut state.head));
+                        let head = std::mem::take(&mut state.head);
                         state.head_bytes = 0;
                         state.head_since = None;
-                        state.flushing.push(head.clone());
-                        cut.push((tenant.clone(), head));
+                        for block in split_head(head, self.options.max_block_bytes) {
+                            let block = Arc::new(block);
+                            state.flushing.push(block.clone());
+                            cut.push((tenant.clone(), block));
+                        }
                     }
                 }
                 (relog, cut)
@@ -389,7 +462,7 @@ impl Ingester {
         let mut failed = None;
         for (tenant, head) in cut {
             let result = self.write_head(&tenant, &head).await;
-            let bytes: u64 = head.values().map(|t| t.len() as u64).sum();
+            let bytes: u64 = head.values().map(HeldTrace::bytes).sum();
             // Readers look in memory first, then in the blocklist: the block must be listed
             // before its traces leave memory, or a reader in between would find neither.
             if let Ok(meta) = &result {
@@ -410,12 +483,8 @@ impl Ingester {
                     metrics::FLUSH_FAILURES.inc();
                     // Back into the head block, to be cut again at the next tick.
                     let head = Arc::try_unwrap(head).unwrap_or_else(|shared| (*shared).clone());
-                    for (id, encoded) in head {
-                        state
-                            .head
-                            .entry(id)
-                            .or_default()
-                            .extend_from_slice(&encoded);
+                    for (id, trace) in head {
+                        hold(&mut state.head, id, trace);
                     }
                     state.head_bytes += bytes;
                     state.head_since.get_or_insert(Instant::now());
@@ -436,11 +505,11 @@ impl Ingester {
     async fn write_head(
         &self,
         tenant: &str,
-        head: &EncodedTraces,
+        head: &HeldTraces,
     ) -> Result<crate::storage::BlockMeta, BlockError> {
         let mut writer = BlockWriter::new(self.store.clone(), tenant, self.options.block.clone())?;
-        for (id, encoded) in head {
-            writer.append_trace(*id, &decode(encoded)).await?;
+        for (id, trace) in head {
+            writer.append_trace(*id, &decode(&trace.encoded)).await?;
         }
         writer.finish().await
     }

@@ -116,7 +116,7 @@ async fn write_blocks(
 }
 
 /// Every trace of a block, read back by a full scan.
-async fn scan_block(store: Arc<dyn ObjectStore>, meta: &BlockMeta) -> Traces {
+pub(crate) async fn scan_block(store: Arc<dyn ObjectStore>, meta: &BlockMeta) -> Traces {
     let reader = BlockFileReader::new(store, meta);
     let stream = ParquetRecordBatchStreamBuilder::new(reader)
         .await
