@@ -16,8 +16,12 @@ use crate::exec::search::{
     AttrValue, DEFAULT_LIMIT, DEFAULT_SPSS, MAX_SPSS, SearchOptions, SearchResult, TraceMatch,
 };
 use crate::exec::sources::QuerySources;
+use crate::exec::values;
 use crate::storage::catalog::{TagScope, TagValue};
-use crate::traceql::ast::{AttributeScope, FieldRef, Intrinsic, RootExpr, Stage};
+use crate::traceql::ast::{
+    AttributeScope, BinaryOp, CmpOp, FieldExpr, FieldRef, Intrinsic, RootExpr, Stage, Static,
+};
+use crate::traceql::autocomplete_filter;
 
 /// Tempo's `max_result_limit`, search range limit and query size limit.
 const MAX_LIMIT: usize = 262_144;
@@ -599,10 +603,6 @@ pub async fn tag_values_v1(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let merged = match catalog(&state, &headers, &params).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
     let field = match name.as_str() {
         "name" | "status" | "kind" => parse_identifier(&name),
         _ => parse_identifier(&format!(".{}", quote_attribute(&name))),
@@ -611,8 +611,12 @@ pub async fn tag_values_v1(
         Ok(f) => f,
         Err(e) => return bad_request(e),
     };
+    let (typed, metrics) = match typed_values(&state, &headers, &params, &field).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
     let mut values: Vec<String> = Vec::new();
-    for (_, v) in field_values(&merged.catalog, &field) {
+    for (_, v) in typed {
         if !values.contains(&v) {
             values.push(v);
         }
@@ -621,10 +625,7 @@ pub async fn tag_values_v1(
         Ok(v) => v,
         Err(e) => return bad_request(e),
     };
-    json_response(json!({
-        "tagValues": values,
-        "metrics": metadata_metrics(merged.blocks, merged.block_bytes),
-    }))
+    json_response(json!({"tagValues": values, "metrics": metrics}))
 }
 
 /// An attribute name as a quoted TraceQL segment, so any name parses.
@@ -643,11 +644,11 @@ pub async fn tag_values_v2(
         Ok(f) => f,
         Err(e) => return bad_request(e),
     };
-    let merged = match catalog(&state, &headers, &params).await {
-        Ok(m) => m,
+    let (typed, metrics) = match typed_values(&state, &headers, &params, &field).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    let values: Vec<Json> = field_values(&merged.catalog, &field)
+    let values: Vec<Json> = typed
         .into_iter()
         .map(|(t, v)| json!({"type": t, "value": v}))
         .collect();
@@ -655,8 +656,113 @@ pub async fn tag_values_v2(
         Ok(v) => v,
         Err(e) => return bad_request(e),
     };
-    json_response(json!({
-        "tagValues": values,
-        "metrics": metadata_metrics(merged.blocks, merged.block_bytes),
-    }))
+    json_response(json!({"tagValues": values, "metrics": metrics}))
+}
+
+/// The typed values of `field` with the response metrics: narrowed by the `q` filter when it
+/// has one (read from span data), else from the tag catalogs.
+async fn typed_values(
+    state: &SearchState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    field: &FieldRef,
+) -> Result<(Vec<(&'static str, String)>, Json), Response> {
+    let filter = params.get("q").and_then(|q| autocomplete_filter(q));
+    if let Some(filter) = filter
+        && let Some(narrowed) = narrowed_values(state, headers, params, &filter, field).await?
+    {
+        return Ok(narrowed);
+    }
+    let merged = catalog(state, headers, params).await?;
+    Ok((
+        field_values(&merged.catalog, field),
+        metadata_metrics(merged.blocks, merged.block_bytes),
+    ))
+}
+
+/// The values of `field` on the spans `filter` matches; `None` where the catalog answers as
+/// well (statuses and kinds have fixed lists, durations none) or span data cannot (events
+/// and links are not searchable yet).
+async fn narrowed_values(
+    state: &SearchState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    filter: &FieldExpr,
+    field: &FieldRef,
+) -> Result<Option<(Vec<(&'static str, String)>, Json)>, Response> {
+    if let FieldRef::Intrinsic(
+        Intrinsic::Status | Intrinsic::Kind | Intrinsic::Duration | Intrinsic::TraceDuration,
+    ) = field
+    {
+        return Ok(None);
+    }
+    // `{ .a = "x" && … }` asks for the values of `.a`: only "x" can match.
+    if let Some(value) = required_value(filter, field) {
+        return Ok(Some((vec![value], json!({}))));
+    }
+    let tenant = tenant_of(headers, state.multitenancy).map_err(IntoResponse::into_response)?;
+    let range = search_range(params).map_err(bad_request)?;
+    let ctx = state.sources.session(&tenant).map_err(query_failed)?;
+    let (start, end) = (range.map(|r| r.0), range.map(|r| r.1));
+    match values::field_values(&ctx, Some(filter), field, start, end).await {
+        Ok(found) => {
+            let mut metrics = Map::new();
+            put(
+                &mut metrics,
+                "inspectedBytes",
+                json!(found.inspected_bytes.to_string()),
+            );
+            let typed = found.values.iter().map(typed_attr_value).collect();
+            Ok(Some((typed, Json::Object(metrics))))
+        }
+        Err(DataFusionError::Plan(_) | DataFusionError::NotImplemented(_)) => Ok(None),
+        Err(other) => Err(query_failed(other)),
+    }
+}
+
+/// The literal `field` must equal for `filter` to match: a `field = literal` among the
+/// filter's `&&` conditions.
+fn required_value(filter: &FieldExpr, field: &FieldRef) -> Option<(&'static str, String)> {
+    match filter {
+        FieldExpr::Binary {
+            op: BinaryOp::And,
+            lhs,
+            rhs,
+            ..
+        } => required_value(lhs, field).or_else(|| required_value(rhs, field)),
+        FieldExpr::Binary {
+            op: BinaryOp::Cmp(CmpOp::Eq),
+            lhs,
+            rhs,
+            ..
+        } => match (lhs.as_ref(), rhs.as_ref()) {
+            (FieldExpr::Field(f, _), FieldExpr::Static(s))
+            | (FieldExpr::Static(s), FieldExpr::Field(f, _))
+                if f == field =>
+            {
+                typed_static(s)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn typed_static(s: &Static) -> Option<(&'static str, String)> {
+    Some(match s {
+        Static::String(v) => ("string", v.clone()),
+        Static::Int(v) => ("int", v.to_string()),
+        Static::Float(v) => ("float", v.to_string()),
+        Static::Bool(v) => ("bool", v.to_string()),
+        _ => return None,
+    })
+}
+
+fn typed_attr_value(v: &AttrValue) -> (&'static str, String) {
+    match v {
+        AttrValue::String(s) => ("string", s.clone()),
+        AttrValue::Int(i) => ("int", i.to_string()),
+        AttrValue::Float(f) => ("float", f.to_string()),
+        AttrValue::Bool(b) => ("bool", b.to_string()),
+    }
 }

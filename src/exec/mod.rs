@@ -5,3 +5,4 @@ pub mod search;
 pub mod session;
 pub mod sources;
 pub mod table;
+pub mod values;

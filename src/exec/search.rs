@@ -116,6 +116,13 @@ pub async fn plan(
     let table = ctx.table("spans").await?;
     let schema = Arc::new(table.schema().as_arrow().clone());
     let scan = table.into_unoptimized_plan();
+    Planner::new(scan, schema, range_filter(options.start, options.end))
+        .with_complete_columns(complete)
+        .search(query)
+}
+
+/// Spans starting in `[start, end]` (Unix nanoseconds, inclusive; either side open).
+pub(crate) fn range_filter(start: Option<i64>, end: Option<i64>) -> Option<Expr> {
     let at = |nanos: i64| {
         lit(ScalarValue::TimestampNanosecond(
             Some(nanos),
@@ -123,16 +130,13 @@ pub async fn plan(
         ))
     };
     let start_time = crate::planner::field::ident(schema::START_TIME);
-    let range = [
-        options.start.map(|s| start_time.clone().gt_eq(at(s))),
-        options.end.map(|e| start_time.clone().lt_eq(at(e))),
+    [
+        start.map(|s| start_time.clone().gt_eq(at(s))),
+        end.map(|e| start_time.clone().lt_eq(at(e))),
     ]
     .into_iter()
     .flatten()
-    .reduce(Expr::and);
-    Planner::new(scan, schema, range)
-        .with_complete_columns(complete)
-        .search(query)
+    .reduce(Expr::and)
 }
 
 /// Blocks the first pass of a search reads; each later pass reads this many times more.
@@ -221,7 +225,7 @@ pub fn most_passes(total: usize) -> usize {
     passes
 }
 
-fn sum_metric(plan: &Arc<dyn ExecutionPlan>, name: &str) -> usize {
+pub(crate) fn sum_metric(plan: &Arc<dyn ExecutionPlan>, name: &str) -> usize {
     let own = plan
         .metrics()
         .and_then(|m| m.sum_by_name(name))
@@ -446,7 +450,7 @@ struct TypedColumns {
     duration: bool,
 }
 
-fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
+pub(crate) fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
     let array = batch
         .column_by_name(name)
         .ok_or_else(|| DataFusionError::Internal(format!("search result has no column {name}")))?;

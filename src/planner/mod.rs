@@ -3,5 +3,6 @@
 
 pub mod field;
 pub mod spanset;
+pub mod values;
 
 pub use spanset::{OutputValue, Planner, SEARCH_COLUMNS, SPANSET_KEY, SearchPlan, ValueColumns};

@@ -3,12 +3,14 @@
 
 pub mod ast;
 pub mod error;
+mod lenient;
 mod lexer;
 mod parser;
 mod printer;
 mod validate;
 
 pub use error::{ErrorKind, TraceqlError};
+pub use lenient::autocomplete_filter;
 pub use parser::{MAX_NESTING, parse};
 pub use validate::validate;
 

@@ -285,6 +285,59 @@ fn error_rendering_puts_a_caret_under_the_column() {
     );
 }
 
+/// Autocomplete's `q` is often unfinished: each matcher that does not compile counts as
+/// `true`, and only a single spanset filter narrows anything.
+#[test]
+fn autocomplete_filters_repair_unfinished_queries() {
+    use tracefusion::traceql::autocomplete_filter;
+    let repaired = |q: &str| autocomplete_filter(q).map(|e| e.to_string());
+    let same_as = |q: &str| Some(filter_expr(q).to_string());
+    for (q, expected) in [
+        // Complete filters are used as they are.
+        (r#"{ .a = "x" }"#, r#"{ .a = "x" }"#),
+        (r#"{ .a = "x" || .b > 2 }"#, r#"{ .a = "x" || .b > 2 }"#),
+        // Unfinished matchers are true; the rest still narrows.
+        (r#"{ .a = "x" && .b = }"#, r#"{ .a = "x" && true }"#),
+        (
+            r#"{ .a = "x" && .b = "unterminated"#,
+            r#"{ .a = "x" && true }"#,
+        ),
+        (r#"{ .a = "x" && "#, r#"{ .a = "x" && true }"#),
+        (
+            r#"{ resource.service.name="a""#,
+            r#"{ resource.service.name = "a" }"#,
+        ),
+        (r#"{ .b = && .a = "x" }"#, r#"{ true && .a = "x" }"#),
+        (r#"{ .a = "x" || .b = }"#, r#"{ .a = "x" || true }"#),
+        // Operators inside strings and parentheses do not split matchers.
+        (
+            r#"{ .a = "x && y" && .b = }"#,
+            r#"{ .a = "x && y" && true }"#,
+        ),
+        (
+            r#"{ (.a = 1 || .a = 2) && .c != }"#,
+            r#"{ (.a = 1 || .a = 2) && true }"#,
+        ),
+    ] {
+        assert_eq!(repaired(q), same_as(expected), "{q}");
+    }
+    // Nothing left to narrow by, or more than one spanset filter: unfiltered.
+    for q in [
+        "",
+        "   ",
+        "{}",
+        "{ .a = }",
+        "{ .a = \"x\" } >> { .b = \"y\" }",
+        "{ .a = \"x\" } | count() > 1",
+        "{ .a = \"x\" } | ",
+        "{ .a = \"x\" } && { .b = ",
+        "not traceql",
+        "{ status = nope }",
+    ] {
+        assert_eq!(repaired(q), None, "{q:?}");
+    }
+}
+
 #[test]
 fn deep_nesting_is_refused_without_exhausting_the_stack() {
     // Run where the stack is as small as a tokio worker's.

@@ -1025,3 +1025,120 @@ fn passes_grow_and_jump_to_all_blocks_when_matches_are_rare() {
     assert_eq!(most_passes(25), 2);
     assert_eq!(most_passes(120), 3);
 }
+
+/// String values of span attribute `key` on the spans of services named `service`.
+fn span_values_of_service(
+    traces: &BTreeMap<TraceId, Vec<ResourceSpans>>,
+    service: &str,
+    key: &str,
+) -> std::collections::BTreeSet<String> {
+    let string_attr = |attrs: &[KeyValue], key: &str| {
+        attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+            match kv.value.as_ref()?.value.as_ref()? {
+                Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            }
+        })
+    };
+    traces
+        .values()
+        .flatten()
+        .filter(|rs| {
+            string_attr(&rs.resource.as_ref().unwrap().attributes, "service.name").as_deref()
+                == Some(service)
+        })
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .filter_map(|span| string_attr(&span.attributes, key))
+        .collect()
+}
+
+/// Tag values narrowed by `q`: the values on the spans the (possibly unfinished) filter
+/// matches, the same live and from blocks; a filter on the tag itself answers its literal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_values_are_narrowed_by_the_q_filter() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::ingest::start(dir.path(), "").await;
+    let client = reqwest::Client::new();
+    let traces = generate(78, 120);
+    let pushed = client
+        .post(&server.otlp)
+        .header("Content-Type", "application/x-protobuf")
+        .body(crate::ingest::request_of(&traces).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 200);
+    let values = |path: String| {
+        let client = client.clone();
+        let url = format!("{}{path}", server.http);
+        async move {
+            let response = client.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{url}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            body["tagValues"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{url}: {body}"))
+                .iter()
+                .map(|v| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    typed => {
+                        assert_eq!(typed["type"], "string", "{url}: {body}");
+                        typed["value"].as_str().unwrap().to_string()
+                    }
+                })
+                .collect::<std::collections::BTreeSet<String>>()
+        }
+    };
+    let all_routes = values("/api/v2/search/tag/span.http.route/values".into()).await;
+    let checkout = span_values_of_service(&traces, "checkout", "http.route");
+    assert!(
+        !checkout.is_empty() && checkout.len() < all_routes.len(),
+        "the filter must narrow: {checkout:?} of {all_routes:?}"
+    );
+    for phase in ["live", "block"] {
+        if phase == "block" {
+            crate::ingest::wait_for_block(&server, "single-tenant").await;
+        }
+        for q in [
+            r#"{ resource.service.name = "checkout" }"#,
+            // The editor text while the user types the next matcher.
+            r#"{ resource.service.name = "checkout" && span.http.route = }"#,
+            r#"{ resource.service.name = "checkout" && "#,
+        ] {
+            let path = format!(
+                "/api/v2/search/tag/span.http.route/values?q={}",
+                url_escape(q)
+            );
+            assert_eq!(values(path).await, checkout, "{phase}: {q}");
+        }
+        let v1 = format!(
+            "/api/search/tag/http.route/values?q={}",
+            url_escape(r#"{ resource.service.name = "checkout" }"#)
+        );
+        assert_eq!(values(v1).await, checkout, "{phase}: v1");
+        // A filter that cannot be read leaves the values unfiltered.
+        let unfinished = format!(
+            "/api/v2/search/tag/span.http.route/values?q={}",
+            url_escape("{ resource.service.name = ")
+        );
+        assert_eq!(values(unfinished).await, all_routes, "{phase}");
+        // A filter on the tag itself: only its literal can match.
+        let literal = format!(
+            "/api/v2/search/tag/resource.service.name/values?q={}",
+            url_escape(r#"{ resource.service.name = "checkout" && .x = }"#)
+        );
+        assert_eq!(
+            values(literal).await,
+            ["checkout".to_string()].into_iter().collect(),
+            "{phase}"
+        );
+        // Nothing matches: no values.
+        let none = format!(
+            "/api/v2/search/tag/span.http.route/values?q={}",
+            url_escape(r#"{ resource.service.name = "no-such-service" }"#)
+        );
+        assert!(values(none).await.is_empty(), "{phase}");
+    }
+}

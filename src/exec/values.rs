@@ -1,0 +1,75 @@
+//! Tag values narrowed by a filter: the distinct values of a field over the spans the filter
+//! matches, read from blocks and live data (tag values without a filter come from the tag
+//! catalogs and read no span data).
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::common::Result;
+use datafusion::physical_plan::execute_stream;
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+
+use super::search::{AttrValue, column, range_filter, sum_metric};
+use super::table::complete_dedicated_columns;
+use crate::planner::values::{self, VALUE_BOOL, VALUE_FLOAT, VALUE_INT, VALUE_STR};
+use crate::traceql::ast::{FieldExpr, FieldRef};
+
+/// Distinct values, most frequent first, and what finding them read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldValues {
+    pub values: Vec<AttrValue>,
+    pub inspected_bytes: u64,
+}
+
+/// The values of `field` over the spans of `ctx`'s `spans` table that start in
+/// `[start, end]` (Unix nanoseconds) and match `filter`.
+pub async fn field_values(
+    ctx: &SessionContext,
+    filter: Option<&FieldExpr>,
+    field: &FieldRef,
+    start: Option<i64>,
+    end: Option<i64>,
+) -> Result<FieldValues> {
+    let complete = complete_dedicated_columns(ctx.table_provider("spans").await?.as_ref());
+    let table = ctx.table("spans").await?;
+    let schema = table.schema().as_arrow().clone();
+    let plan = values::field_values(
+        table.into_unoptimized_plan(),
+        &schema,
+        &complete,
+        range_filter(start, end),
+        filter,
+        field,
+    )?;
+    let state = ctx.state();
+    let physical = state.create_physical_plan(&plan).await?;
+    let mut stream = execute_stream(physical.clone(), state.task_ctx())?;
+    let mut found = FieldValues::default();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let str = column(&batch, VALUE_STR, &DataType::Utf8)?;
+        let int = column(&batch, VALUE_INT, &DataType::Int64)?;
+        let float = column(&batch, VALUE_FLOAT, &DataType::Float64)?;
+        let bool = column(&batch, VALUE_BOOL, &DataType::Boolean)?;
+        let (str, int, float, bool) = (
+            str.as_string::<i32>(),
+            int.as_primitive::<Int64Type>(),
+            float.as_primitive::<Float64Type>(),
+            bool.as_boolean(),
+        );
+        for row in 0..batch.num_rows() {
+            let value = if str.is_valid(row) {
+                AttrValue::String(str.value(row).to_string())
+            } else if int.is_valid(row) {
+                AttrValue::Int(int.value(row))
+            } else if float.is_valid(row) {
+                AttrValue::Float(float.value(row))
+            } else {
+                AttrValue::Bool(bool.value(row))
+            };
+            found.values.push(value);
+        }
+    }
+    found.inspected_bytes = sum_metric(&physical, "bytes_scanned") as u64;
+    Ok(found)
+}
