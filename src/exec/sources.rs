@@ -18,6 +18,9 @@ use crate::storage::{TagCatalog, TraceReader};
 
 /// Block catalogs kept in memory: they are small and never change once written.
 const CATALOG_CACHE_ENTRIES: u64 = 10_000;
+/// Merged catalogs of block sets kept in memory: tag requests repeat over the same blocks,
+/// and merging a hundred catalogs costs more than the request otherwise does.
+const MERGED_CACHE_ENTRIES: u64 = 64;
 
 #[derive(Clone)]
 pub struct QuerySources {
@@ -28,6 +31,7 @@ pub struct QuerySources {
     pub dedicated: Vec<DedicatedColumn>,
     runtime: QueryRuntime,
     catalogs: moka::sync::Cache<Uuid, Arc<TagCatalog>>,
+    merged: moka::sync::Cache<(String, Vec<Uuid>), Arc<TagCatalog>>,
 }
 
 /// A tag catalog with what it took to build it.
@@ -51,6 +55,7 @@ impl QuerySources {
             ingester,
             dedicated,
             catalogs: moka::sync::Cache::new(CATALOG_CACHE_ENTRIES),
+            merged: moka::sync::Cache::new(MERGED_CACHE_ENTRIES),
         })
     }
 
@@ -75,37 +80,56 @@ impl QuerySources {
         tenant: &str,
         range: Option<(i64, i64)>,
     ) -> Result<MergedCatalog> {
-        let mut merged = MergedCatalog {
-            catalog: TagCatalog::default(),
-            blocks: 0,
-            block_bytes: 0,
-        };
-        for meta in self.reader.blocklist().blocks(tenant).iter() {
-            if let Some((from, to)) = range {
-                let at = chrono::DateTime::from_timestamp_nanos;
-                if !meta.overlaps(at(from), at(to)) {
-                    continue;
+        let blocks: Vec<_> = self
+            .reader
+            .blocklist()
+            .blocks(tenant)
+            .iter()
+            .filter(|meta| {
+                range.is_none_or(|(from, to)| {
+                    let at = chrono::DateTime::from_timestamp_nanos;
+                    meta.overlaps(at(from), at(to))
+                })
+            })
+            .cloned()
+            .collect();
+        let key = (
+            tenant.to_string(),
+            blocks.iter().map(|meta| meta.block_id).collect::<Vec<_>>(),
+        );
+        let of_blocks = match self.merged.get(&key) {
+            Some(catalog) => catalog,
+            None => {
+                let mut catalog = TagCatalog::default();
+                for meta in &blocks {
+                    catalog.merge(&*self.block_catalog(meta).await?);
                 }
+                let catalog = Arc::new(catalog);
+                self.merged.insert(key, catalog.clone());
+                catalog
             }
-            let catalog = match self.catalogs.get(&meta.block_id) {
-                Some(c) => c,
-                None => {
-                    let c = Arc::new(
-                        read_catalog(self.store.as_ref(), meta)
-                            .await
-                            .map_err(|e| DataFusionError::External(Box::new(e)))?,
-                    );
-                    self.catalogs.insert(meta.block_id, c.clone());
-                    c
-                }
-            };
-            merged.catalog.merge(&catalog);
-            merged.blocks += 1;
-            merged.block_bytes += meta.size;
-        }
+        };
+        let mut merged = MergedCatalog {
+            catalog: (*of_blocks).clone(),
+            blocks: blocks.len(),
+            block_bytes: blocks.iter().map(|meta| meta.size).sum(),
+        };
         if let Some(ingester) = &self.ingester {
             merged.catalog.merge(&ingester.tag_catalog(tenant)?);
         }
         Ok(merged)
+    }
+
+    async fn block_catalog(&self, meta: &crate::storage::BlockMeta) -> Result<Arc<TagCatalog>> {
+        if let Some(catalog) = self.catalogs.get(&meta.block_id) {
+            return Ok(catalog);
+        }
+        let catalog = Arc::new(
+            read_catalog(self.store.as_ref(), meta)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+        );
+        self.catalogs.insert(meta.block_id, catalog.clone());
+        Ok(catalog)
     }
 }
