@@ -283,7 +283,12 @@ pub fn run(options: &BenchOptions, command: String) -> anyhow::Result<Report> {
         "s",
         Better::Lower,
     );
-    report.push("flush.blocks", blocks.len() as f64, "blocks", Better::Lower);
+    report.push(
+        "flush.blocks",
+        blocks.len() as f64,
+        "blocks",
+        Better::Neither,
+    );
 
     // 4. Bytes per span on disk, by column group.
     let disk: u64 = blocks.iter().map(|b| b.size).sum();
@@ -361,7 +366,7 @@ pub fn run(options: &BenchOptions, command: String) -> anyhow::Result<Report> {
             format!("search.{name}.traces"),
             found as f64,
             "traces",
-            Better::Higher,
+            Better::Neither,
         );
         progress.inc(1);
     }

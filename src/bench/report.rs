@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub enum Better {
     Lower,
     Higher,
+    /// Context for the other figures (blocks cut, traces found): a change is only noted.
+    Neither,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,7 +120,8 @@ impl Report {
     }
 
     /// Each figure of `self` next to the same figure of `old`, with the ratio new/old and
-    /// whether that is better or worse (changes within 5% are called even).
+    /// whether that is better or worse (changes within 5% are called even; figures that are
+    /// context only say `changed`).
     pub fn compare(&self, old: &Report) -> String {
         let width = self.figures.iter().map(|f| f.name.len()).max().unwrap_or(0);
         let mut out = format!(
@@ -143,6 +146,8 @@ impl Report {
             };
             let verdict = if !ratio.is_finite() || (0.95..=1.05).contains(&ratio) {
                 ""
+            } else if f.better == Better::Neither {
+                "changed"
             } else if (ratio < 1.0) == (f.better == Better::Lower) {
                 "better"
             } else {

@@ -127,11 +127,13 @@ fn compare_tells_better_from_worse_by_direction() {
     old.push("search.a.median_ms", 100.0, "ms", Better::Lower);
     old.push("ingest.grpc", 1000.0, "spans/s", Better::Higher);
     old.push("disk.bytes_per_span", 50.0, "B", Better::Lower);
+    old.push("flush.blocks", 4.0, "blocks", Better::Neither);
     let mut new = Report::new("new".into());
     new.push("search.a.median_ms", 50.0, "ms", Better::Lower);
     new.push("ingest.grpc", 500.0, "spans/s", Better::Higher);
     new.push("disk.bytes_per_span", 51.0, "B", Better::Lower);
     new.push("tags.v2.median_ms", 1.0, "ms", Better::Lower);
+    new.push("flush.blocks", 100.0, "blocks", Better::Neither);
     let text = new.compare(&old);
     let line = |name: &str| text.lines().find(|l| l.contains(name)).unwrap().to_string();
     assert!(line("search.a").contains("0.50  better"), "{text}");
@@ -142,6 +144,8 @@ fn compare_tells_better_from_worse_by_direction() {
         "{text}"
     );
     assert!(line("tags.v2").contains(" - "), "{text}");
+    // Context figures are neither better nor worse.
+    assert!(line("flush.blocks").contains("25.00  changed"), "{text}");
     // The JSON reads back as the same report.
     let json = serde_json::to_string(&new).unwrap();
     assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), new);
