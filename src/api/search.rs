@@ -482,34 +482,75 @@ pub async fn tags_v1(
     }))
 }
 
-/// `GET /api/v2/search/tags`: attribute names per scope, and the intrinsics.
+/// `GET /api/v2/search/tags`: attribute names per scope, and the intrinsics; with a `q`
+/// filter, only the names on the spans it matches.
 pub async fn tags_v2(
     State(state): State<SearchState>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let scope_param = params.get("scope").map(String::as_str).unwrap_or("");
-    let (only, merged) = match scoped_catalog(&state, &headers, &params, scope_param).await {
+    let only = match tag_scope(scope_param) {
+        Ok(only) => only,
+        Err(e) => return bad_request(e),
+    };
+    let (mut names, metrics) = match scoped_names(&state, &headers, &params).await {
         Ok(found) => found,
         Err(r) => return r,
     };
     let mut scopes = Vec::new();
     if scope_param != "intrinsic" {
         for scope in TagScope::ALL {
-            let keys = merged.catalog.keys(scope);
-            if only.is_none_or(|o| o == scope) && !keys.is_empty() {
-                let tags: BTreeSet<&str> = keys.iter().map(|k| k.key.as_str()).collect();
-                scopes.push(json!({"name": scope_name(scope), "tags": tags}));
+            let name = scope_name(scope);
+            if only.is_none_or(|o| o == scope)
+                && let Some(tags) = names.remove(name).filter(|t| !t.is_empty())
+            {
+                scopes.push(json!({"name": name, "tags": tags}));
             }
         }
     }
     if only.is_none() {
         scopes.push(json!({"name": "intrinsic", "tags": INTRINSIC_TAGS}));
     }
-    json_response(json!({
-        "scopes": scopes,
-        "metrics": metadata_metrics(merged.blocks, merged.block_bytes),
-    }))
+    json_response(json!({"scopes": scopes, "metrics": metrics}))
+}
+
+/// Attribute names by scope name with the response metrics: those on the spans the `q`
+/// filter matches when it has one (read from span data), else from the tag catalogs.
+async fn scoped_names(
+    state: &SearchState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<(HashMap<&'static str, BTreeSet<String>>, Json), Response> {
+    if let Some(filter) = params.get("q").and_then(|q| autocomplete_filter(q)) {
+        let tenant = tenant_of(headers, state.multitenancy).map_err(IntoResponse::into_response)?;
+        let range = search_range(params).map_err(bad_request)?;
+        let ctx = state.sources.session(&tenant).map_err(query_failed)?;
+        let (start, end) = (range.map(|r| r.0), range.map(|r| r.1));
+        match values::tag_names(&ctx, Some(&filter), start, end).await {
+            Ok(found) => {
+                let mut metrics = Map::new();
+                put(
+                    &mut metrics,
+                    "inspectedBytes",
+                    json!(found.inspected_bytes.to_string()),
+                );
+                return Ok((found.scopes.into_iter().collect(), Json::Object(metrics)));
+            }
+            // A filter span data cannot answer (events, links) leaves the names unfiltered.
+            Err(DataFusionError::Plan(_) | DataFusionError::NotImplemented(_)) => {}
+            Err(other) => return Err(query_failed(other)),
+        }
+    }
+    let merged = catalog(state, headers, params).await?;
+    let names = TagScope::ALL
+        .into_iter()
+        .map(|scope| {
+            let keys = merged.catalog.keys(scope).iter().map(|k| k.key.clone());
+            (scope_name(scope), keys.collect())
+        })
+        .collect();
+    Ok((names, metadata_metrics(merged.blocks, merged.block_bytes)))
 }
 
 /// Typed values of one field: `(type, value)` as Tempo's v2 lists them, most frequent first.

@@ -1,6 +1,8 @@
-//! Tag values narrowed by a filter: the distinct values of a field over the spans the filter
-//! matches, read from blocks and live data (tag values without a filter come from the tag
-//! catalogs and read no span data).
+//! Tag discovery narrowed by a filter: the distinct values of a field, or the attribute names,
+//! over the spans the filter matches, read from blocks and live data (without a filter, tags
+//! and values come from the tag catalogs and read no span data).
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
@@ -70,6 +72,67 @@ pub async fn field_values(
             found.values.push(value);
         }
     }
+    found.inspected_bytes = sum_metric(&physical, "bytes_scanned") as u64;
+    Ok(found)
+}
+
+/// Attribute names by scope (`span`, `resource`, `instrumentation`), and what finding them read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TagNames {
+    pub scopes: BTreeMap<&'static str, BTreeSet<String>>,
+    pub inspected_bytes: u64,
+}
+
+/// The attribute names on the spans of `ctx`'s `spans` table that start in `[start, end]`
+/// (Unix nanoseconds) and match `filter`.
+pub async fn tag_names(
+    ctx: &SessionContext,
+    filter: Option<&FieldExpr>,
+    start: Option<i64>,
+    end: Option<i64>,
+) -> Result<TagNames> {
+    let complete = complete_dedicated_columns(ctx.table_provider("spans").await?.as_ref());
+    let table = ctx.table("spans").await?;
+    let schema = table.schema().as_arrow().clone();
+    let (plan, sources) = values::tag_names(
+        table.into_unoptimized_plan(),
+        &schema,
+        &complete,
+        range_filter(start, end),
+        filter,
+    )?;
+    let state = ctx.state();
+    let physical = state.create_physical_plan(&plan).await?;
+    let mut stream = execute_stream(physical.clone(), state.task_ctx())?;
+    let mut found = TagNames::default();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        for (source, array) in sources.iter().zip(batch.columns()) {
+            let names = found.scopes.entry(source.scope).or_default();
+            match &source.dedicated {
+                Some(name) => {
+                    if array.null_count() < array.len() && !names.contains(name) {
+                        names.insert(name.clone());
+                    }
+                }
+                None => {
+                    // Only the entries of these rows: the keys array may be shared with
+                    // rows sliced away.
+                    let map = array.as_map();
+                    let offsets = map.value_offsets();
+                    let (first, last) = (offsets[0] as usize, offsets[map.len()] as usize);
+                    let keys = map.keys().slice(first, last - first);
+                    let keys = datafusion::arrow::compute::cast(&keys, &DataType::Utf8)?;
+                    for key in keys.as_string::<i32>().iter().flatten() {
+                        if !names.contains(key) {
+                            names.insert(key.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    found.scopes.retain(|_, names| !names.is_empty());
     found.inspected_bytes = sum_metric(&physical, "bytes_scanned") as u64;
     Ok(found)
 }

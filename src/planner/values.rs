@@ -1,5 +1,5 @@
-//! The distinct values of one field over the spans a filter matches: what tag-value
-//! autocomplete shows once a `q` filter narrows it.
+//! Tag discovery narrowed by a filter: the distinct values of one field, or the attribute
+//! names, over the spans a `q` filter matches.
 
 use datafusion::arrow::datatypes::Schema;
 use datafusion::common::Result;
@@ -8,6 +8,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, lit};
 use datafusion::scalar::ScalarValue;
 
 use super::field::{FieldLowering, ident};
+use crate::storage::schema::{self, ATTR_KINDS, attr_column};
 use crate::traceql::ast::{FieldExpr, FieldRef};
 
 /// Output columns of [`field_values`]: one per value type (null where the value has another
@@ -32,15 +33,6 @@ pub fn field_values(
 ) -> Result<LogicalPlan> {
     let fields = FieldLowering::new(schema, complete_columns);
     let value = fields.field(field)?;
-    let predicate = [
-        span_filter,
-        filter
-            .map(|f| fields.lower(f).map(|v| v.is_true()))
-            .transpose()?,
-    ]
-    .into_iter()
-    .flatten()
-    .reduce(Expr::and);
     let typed = |e: &Option<Expr>, null: ScalarValue, name: &str| {
         e.clone().unwrap_or(lit(null)).alias(name)
     };
@@ -55,11 +47,7 @@ pub fn field_values(
         .map(|c| ident(c).is_not_null())
         .reduce(Expr::or)
         .expect("four columns");
-    let mut builder = LogicalPlanBuilder::from(scan);
-    if let Some(predicate) = predicate {
-        builder = builder.filter(predicate)?;
-    }
-    builder
+    matching(scan, &fields, span_filter, filter)?
         .project(columns)?
         .filter(any_value)?
         .aggregate(
@@ -74,4 +62,87 @@ pub fn field_values(
             ident(VALUE_BOOL).sort(true, true),
         ])?
         .build()
+}
+
+/// Where an attribute name was found: the TraceQL scope it is listed under and the column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameSource {
+    /// `span`, `resource` or `instrumentation`.
+    pub scope: &'static str,
+    pub column: String,
+    /// The column holds one attribute (a dedicated column): this name, where it is not null.
+    /// Otherwise the column is a map whose keys are the names.
+    pub dedicated: Option<String>,
+}
+
+/// The columns holding attribute names of the spans of `scan` that pass `span_filter` and
+/// `filter`: every attribute map, and the dedicated columns (`service_name` among them).
+/// Names of event and link attributes are not listed.
+pub fn tag_names(
+    scan: LogicalPlan,
+    schema: &Schema,
+    complete_columns: &[String],
+    span_filter: Option<Expr>,
+    filter: Option<&FieldExpr>,
+) -> Result<(LogicalPlan, Vec<NameSource>)> {
+    let fields = FieldLowering::new(schema, complete_columns);
+    let mut sources = Vec::new();
+    for (prefix, scope) in [
+        ("span", "span"),
+        ("resource", "resource"),
+        ("scope", "instrumentation"),
+    ] {
+        for kind in ATTR_KINDS {
+            sources.push(NameSource {
+                scope,
+                column: attr_column(prefix, kind),
+                dedicated: None,
+            });
+        }
+    }
+    sources.push(NameSource {
+        scope: "resource",
+        column: schema::SERVICE_NAME.to_string(),
+        dedicated: Some(crate::storage::to_arrow::SERVICE_NAME_ATTR.to_string()),
+    });
+    for field in schema.fields() {
+        let name = field.name();
+        let dedicated = [("span.", "span"), ("resource.", "resource")]
+            .into_iter()
+            .find_map(|(prefix, scope)| Some((scope, name.strip_prefix(prefix)?)));
+        if let Some((scope, attribute)) = dedicated {
+            sources.push(NameSource {
+                scope,
+                column: name.clone(),
+                dedicated: Some(attribute.to_string()),
+            });
+        }
+    }
+    let plan = matching(scan, &fields, span_filter, filter)?
+        .project(sources.iter().map(|s| ident(&s.column)))?
+        .build()?;
+    Ok((plan, sources))
+}
+
+/// The spans of `scan` that pass `span_filter` and `filter`.
+fn matching(
+    scan: LogicalPlan,
+    fields: &FieldLowering,
+    span_filter: Option<Expr>,
+    filter: Option<&FieldExpr>,
+) -> Result<LogicalPlanBuilder> {
+    let predicate = [
+        span_filter,
+        filter
+            .map(|f| fields.lower(f).map(|v| v.is_true()))
+            .transpose()?,
+    ]
+    .into_iter()
+    .flatten()
+    .reduce(Expr::and);
+    let builder = LogicalPlanBuilder::from(scan);
+    match predicate {
+        Some(predicate) => builder.filter(predicate),
+        None => Ok(builder),
+    }
 }

@@ -1140,5 +1140,76 @@ async fn tag_values_are_narrowed_by_the_q_filter() {
             url_escape(r#"{ resource.service.name = "no-such-service" }"#)
         );
         assert!(values(none).await.is_empty(), "{phase}");
+
+        // Tag names narrowed the same way: those on the matching spans and their resources.
+        let (span_keys, resource_keys) = attribute_keys_of_service(&traces, "checkout");
+        let url = format!(
+            "{}/api/v2/search/tags?q={}",
+            server.http,
+            url_escape(r#"{ resource.service.name = "checkout" && span.http.route = }"#)
+        );
+        let body: serde_json::Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        let scope = |name: &str| -> std::collections::BTreeSet<String> {
+            body["scopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["name"] == name)
+                .flat_map(|s| s["tags"].as_array().unwrap())
+                .map(|t| t.as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(scope("span"), span_keys, "{phase}: {body}");
+        assert_eq!(scope("resource"), resource_keys, "{phase}: {body}");
+        assert!(scope("intrinsic").contains("status"), "{phase}: {body}");
+        let all: serde_json::Value = client
+            .get(format!("{}/api/v2/search/tags", server.http))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let all_span: std::collections::BTreeSet<String> = all["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["name"] == "span")
+            .flat_map(|s| s["tags"].as_array().unwrap())
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            span_keys.len() < all_span.len(),
+            "the filter must narrow: {span_keys:?} of {all_span:?}"
+        );
     }
+}
+
+/// Attribute names of the spans of services named `service`, and of their resources.
+fn attribute_keys_of_service(
+    traces: &BTreeMap<TraceId, Vec<ResourceSpans>>,
+    service: &str,
+) -> (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+) {
+    let mut span_keys = std::collections::BTreeSet::new();
+    let mut resource_keys = std::collections::BTreeSet::new();
+    for rs in traces.values().flatten() {
+        let resource = rs.resource.as_ref().unwrap();
+        let is_service = resource.attributes.iter().any(|kv| {
+            kv.key == "service.name"
+                && kv.value.as_ref().and_then(|v| v.value.as_ref())
+                    == Some(&Value::StringValue(service.to_string()))
+        });
+        let spans: Vec<&Span> = rs.scope_spans.iter().flat_map(|ss| &ss.spans).collect();
+        if !is_service || spans.is_empty() {
+            continue;
+        }
+        resource_keys.extend(resource.attributes.iter().map(|kv| kv.key.clone()));
+        for span in spans {
+            span_keys.extend(span.attributes.iter().map(|kv| kv.key.clone()));
+        }
+    }
+    (span_keys, resource_keys)
 }
