@@ -27,6 +27,7 @@ use crate::ingest::ingester::Ingester;
 use crate::storage::block::{BlockMeta, DATA_FILE};
 use crate::storage::schema::{START_TIME, TRACE_ID, dedicated_column_name, span_schema};
 use crate::storage::{TraceId, TraceReader};
+use uuid::Uuid;
 
 /// Bounds on `start_time` implied by the filters, in Unix nanoseconds (inclusive), used to
 /// skip blocks by their metas before any file is opened.
@@ -247,6 +248,21 @@ impl TableProvider for BlocksTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.scan_without(state, projection, filters, limit, &[])
+            .await
+    }
+}
+
+impl BlocksTable {
+    /// [`TableProvider::scan`] leaving out the blocks `skip` (read from memory already).
+    async fn scan_without(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+        skip: &[Uuid],
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let window = StartTimeWindow::from_filters(filters);
         // Whole blocks are left out, never some spans of a block.
         let newest_from = state
@@ -260,6 +276,7 @@ impl TableProvider for BlocksTable {
             .iter()
             .filter(|meta| window.may_overlap(meta))
             .filter(|meta| end_nanos(meta) >= newest_from)
+            .filter(|meta| !skip.contains(&meta.block_id))
             .cloned()
             .collect();
         if let Some(id) = filters.iter().find_map(trace_id_equality) {
@@ -367,10 +384,23 @@ impl TableProvider for LiveTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batches = self.ingester.span_batches(&self.tenant, &self.dedicated)?;
-        let exec =
-            MemorySourceConfig::try_new_exec(&[batches], self.schema.clone(), projection.cloned())?;
-        Ok(exec)
+        Ok(self.scan_live(projection)?.0)
+    }
+}
+
+impl LiveTable {
+    /// A scan of what the ingester holds now, and the blocks still being written among it.
+    fn scan_live(
+        &self,
+        projection: Option<&Vec<usize>>,
+    ) -> Result<(Arc<dyn ExecutionPlan>, Vec<Uuid>)> {
+        let live = self.ingester.live_spans(&self.tenant, &self.dedicated)?;
+        let exec = MemorySourceConfig::try_new_exec(
+            &[live.batches],
+            self.schema.clone(),
+            projection.cloned(),
+        )?;
+        Ok((exec, live.flushing_blocks))
     }
 }
 
@@ -411,8 +441,13 @@ impl TableProvider for SpansTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let blocks = self.blocks.scan(state, projection, filters, limit).await?;
-        let live = self.live.scan(state, projection, filters, limit).await?;
+        // Memory before blocks: the ingester lists a block before it lets go of its spans, so
+        // in this order a block being written is read once, from memory or from storage.
+        let (live, flushing) = self.live.scan_live(projection)?;
+        let blocks = self
+            .blocks
+            .scan_without(state, projection, filters, limit, &flushing)
+            .await?;
         UnionExec::try_new(vec![live, blocks])
     }
 }

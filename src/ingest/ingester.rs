@@ -17,6 +17,7 @@ use object_store::ObjectStore;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
+use uuid::Uuid;
 
 use super::metrics;
 use super::wal::{SyncPolicy, Wal, WalError};
@@ -122,8 +123,17 @@ struct TenantState {
     head: HeldTraces,
     head_bytes: u64,
     head_since: Option<Instant>,
-    /// Head blocks being written: still readable until they are in the blocklist.
-    flushing: Vec<Arc<HeldTraces>>,
+    /// Blocks being written (their ids and traces): still readable until in the blocklist.
+    flushing: Vec<(Uuid, Arc<HeldTraces>)>,
+}
+
+/// What a tenant has in memory, as span-table record batches.
+#[derive(Debug, Default)]
+pub struct LiveSpans {
+    pub batches: Vec<arrow::array::RecordBatch>,
+    /// Blocks whose spans are among `batches` because they are still being written; a reader
+    /// that also lists blocks must leave these out, or it would read their spans twice.
+    pub flushing_blocks: Vec<Uuid>,
 }
 
 pub struct Ingester {
@@ -303,12 +313,16 @@ impl Ingester {
     /// Everything `tenant` has in memory as span-table record batches (with `dedicated`
     /// columns), one trace at a time in trace id order; parts of a trace held in several
     /// places (live and head) are combined first.
-    pub fn span_batches(
+    pub fn live_spans(
         &self,
         tenant: &str,
         dedicated: &[crate::config::DedicatedColumn],
-    ) -> Result<Vec<arrow::array::RecordBatch>, arrow::error::ArrowError> {
-        Ok(self.snapshot(tenant, dedicated)?.0)
+    ) -> Result<LiveSpans, arrow::error::ArrowError> {
+        let (batches, _, flushing_blocks) = self.snapshot(tenant, dedicated)?;
+        Ok(LiveSpans {
+            batches,
+            flushing_blocks,
+        })
     }
 
     /// The tag catalog of what `tenant` has in memory.
@@ -324,11 +338,16 @@ impl Ingester {
         tenant: &str,
         dedicated: &[crate::config::DedicatedColumn],
     ) -> Result<
-        (Vec<arrow::array::RecordBatch>, crate::storage::TagCatalog),
+        (
+            Vec<arrow::array::RecordBatch>,
+            crate::storage::TagCatalog,
+            Vec<Uuid>,
+        ),
         arrow::error::ArrowError,
     > {
         // Copy the encoded traces out under the lock; decode and convert outside it.
         let mut traces: BTreeMap<TraceId, Vec<Vec<u8>>> = BTreeMap::new();
+        let mut flushing_blocks = Vec::new();
         {
             let tenants = self.tenants.lock().expect("ingester lock");
             let Some(state) = tenants.get(tenant) else {
@@ -343,7 +362,8 @@ impl Ingester {
             for (id, head) in &state.head {
                 traces.entry(*id).or_default().push(head.encoded.clone());
             }
-            for flushing in &state.flushing {
+            for (block, flushing) in &state.flushing {
+                flushing_blocks.push(*block);
                 for (id, trace) in flushing.iter() {
                     traces.entry(*id).or_default().push(trace.encoded.clone());
                 }
@@ -362,7 +382,7 @@ impl Ingester {
         if !builder.is_empty() {
             batches.push(builder.finish()?);
         }
-        Ok((batches, builder.take_catalog().finish()))
+        Ok((batches, builder.take_catalog().finish(), flushing_blocks))
     }
 
     /// Every part of trace `id` held in memory (live, head, being flushed).
@@ -378,7 +398,7 @@ impl Ingester {
         if let Some(head) = state.head.get(id) {
             parts.push(decode(&head.encoded));
         }
-        for flushing in &state.flushing {
+        for (_, flushing) in &state.flushing {
             if let Some(trace) = flushing.get(id) {
                 parts.push(decode(&trace.encoded));
             }
@@ -444,9 +464,9 @@ impl Ingester {
                         state.head_bytes = 0;
                         state.head_since = None;
                         for block in split_head(head, self.options.max_block_bytes) {
-                            let block = Arc::new(block);
-                            state.flushing.push(block.clone());
-                            cut.push((tenant.clone(), block));
+                            let (id, block) = (Uuid::new_v4(), Arc::new(block));
+                            state.flushing.push((id, block.clone()));
+                            cut.push((tenant.clone(), id, block));
                         }
                     }
                 }
@@ -460,8 +480,8 @@ impl Ingester {
 
         let mut written = 0;
         let mut failed = None;
-        for (tenant, head) in cut {
-            let result = self.write_head(&tenant, &head).await;
+        for (tenant, block_id, head) in cut {
+            let result = self.write_head(&tenant, block_id, &head).await;
             let bytes: u64 = head.values().map(HeldTrace::bytes).sum();
             // Readers look in memory first, then in the blocklist: the block must be listed
             // before its traces leave memory, or a reader in between would find neither.
@@ -470,7 +490,7 @@ impl Ingester {
             }
             let mut tenants = self.tenants.lock().expect("ingester lock");
             let state = tenants.entry(tenant.clone()).or_default();
-            state.flushing.retain(|f| !Arc::ptr_eq(f, &head));
+            state.flushing.retain(|(id, _)| *id != block_id);
             match result {
                 Ok(meta) => {
                     tracing::info!(block = %meta.block_id, tenant, traces = meta.total_traces, spans = meta.total_spans, bytes = meta.size, "block written");
@@ -501,13 +521,19 @@ impl Ingester {
         }
     }
 
-    /// Writes one head block, decoding a trace at a time.
+    /// Writes one head block as block `block_id`, decoding a trace at a time.
     async fn write_head(
         &self,
         tenant: &str,
+        block_id: Uuid,
         head: &HeldTraces,
     ) -> Result<crate::storage::BlockMeta, BlockError> {
-        let mut writer = BlockWriter::new(self.store.clone(), tenant, self.options.block.clone())?;
+        let mut writer = BlockWriter::with_id(
+            self.store.clone(),
+            tenant,
+            self.options.block.clone(),
+            block_id,
+        )?;
         for (id, trace) in head {
             writer.append_trace(*id, &decode(&trace.encoded)).await?;
         }

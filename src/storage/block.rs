@@ -258,7 +258,16 @@ impl BlockWriter {
         tenant: &str,
         options: BlockOptions,
     ) -> Result<Self, BlockError> {
-        let block_id = Uuid::new_v4();
+        Self::with_id(store, tenant, options, Uuid::new_v4())
+    }
+
+    /// A writer of block `block_id` (a fresh id: blocks are never overwritten).
+    pub fn with_id(
+        store: Arc<dyn ObjectStore>,
+        tenant: &str,
+        options: BlockOptions,
+        block_id: Uuid,
+    ) -> Result<Self, BlockError> {
         let builder = SpanBatchBuilder::new(&options.dedicated_columns);
         let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let sink = CountingWriter {

@@ -865,8 +865,9 @@ async fn a_large_head_block_is_cut_into_blocks_of_max_block_bytes() {
     assert_eq!(blocks.len(), written);
     assert!(
         ingester
-            .span_batches("single-tenant", &[])
+            .live_spans("single-tenant", &[])
             .unwrap()
+            .batches
             .is_empty(),
         "the ingester still holds data after every block was written"
     );

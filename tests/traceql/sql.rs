@@ -363,3 +363,158 @@ async fn spans_covers_live_data_and_blocks() {
         redis as i64
     );
 }
+
+/// An object store that holds every `meta.json` PUT open after it has landed, until released:
+/// the block is committed in storage while the ingester still holds its spans as flushing.
+#[derive(Debug)]
+struct HeldCommitStore {
+    inner: Arc<dyn object_store::ObjectStore>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::fmt::Display for HeldCommitStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HeldCommit({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for HeldCommitStore {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        let result = self.inner.put_opts(location, payload, opts).await;
+        if location.filename() == Some("meta.json") {
+            self.release.acquire().await.expect("open").forget();
+        }
+        result
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A block that is committed in storage and listed while the ingester still holds its spans
+/// (between its `meta.json` landing and the ingester letting go) is read once, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_being_committed_is_read_once() {
+    use std::time::Duration;
+    use tracefusion::exec::session::serving_session;
+    use tracefusion::ingest::ingester::{Ingester, IngesterOptions};
+    use tracefusion::ingest::wal::SyncPolicy;
+    use tracefusion::storage::TraceReader;
+
+    let dir = tempfile::tempdir().unwrap();
+    let local: Arc<dyn object_store::ObjectStore> = local_store(dir.path());
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let store: Arc<dyn object_store::ObjectStore> = Arc::new(HeldCommitStore {
+        inner: local.clone(),
+        release: release.clone(),
+    });
+    let blocklist = Arc::new(Blocklist::new(local.clone()));
+    let ingester = Ingester::open(
+        IngesterOptions {
+            trace_idle_period: Duration::from_secs(3600),
+            max_block_duration: Duration::from_secs(3600),
+            max_block_bytes: 1 << 30,
+            max_memory_bytes: 1 << 30,
+            max_bytes_per_trace: 0,
+            block: BlockOptions::default(),
+        },
+        &dir.path().join("wal"),
+        SyncPolicy::Never,
+        store,
+        blocklist.clone(),
+    )
+    .unwrap();
+    let reader = Arc::new(TraceReader::new(local.clone(), blocklist.clone()));
+    let ctx = serving_session(
+        local.clone(),
+        reader,
+        ingester.clone(),
+        "single-tenant",
+        &DedicatedColumn::defaults(),
+    )
+    .unwrap();
+    let traces = generate(92, 200);
+    ingester
+        .push("single-tenant", traces.clone())
+        .await
+        .unwrap();
+    let sent = spans(&traces).len() as i64;
+    let sql = "SELECT count(*) FROM spans";
+    assert_eq!(count(&ctx, sql).await, sent);
+
+    // Cut the block; its commit lands in storage, and a blocklist poll lists it.
+    let cutting = tokio::spawn({
+        let ingester = ingester.clone();
+        async move { ingester.tick(true).await }
+    });
+    let mut polls = 0;
+    while blocklist.blocks("single-tenant").is_empty() {
+        assert!(polls < 200, "the block was never committed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        blocklist.poll().await.unwrap();
+        polls += 1;
+    }
+    // Listed, and still held by the ingester: read once.
+    assert!(!cutting.is_finished());
+    assert_eq!(count(&ctx, sql).await, sent);
+    assert_eq!(
+        count(&ctx, "SELECT count(DISTINCT span_id) FROM spans").await,
+        sent
+    );
+
+    release.add_permits(1);
+    assert_eq!(cutting.await.unwrap().unwrap(), 1);
+    assert_eq!(count(&ctx, sql).await, sent);
+}
