@@ -92,6 +92,10 @@ impl Value {
 pub struct FieldLowering<'a> {
     schema: &'a Schema,
     complete_columns: &'a [String],
+    /// One event (link) of the span, a struct column of the unnested `events` (`links`):
+    /// where event (link) fields are read from. Without it they cannot be lowered.
+    event: Option<Expr>,
+    link: Option<Expr>,
 }
 
 impl<'a> FieldLowering<'a> {
@@ -103,7 +107,17 @@ impl<'a> FieldLowering<'a> {
         Self {
             schema,
             complete_columns,
+            event: None,
+            link: None,
         }
+    }
+
+    /// Event and link fields read from these struct columns (one event and one link of the
+    /// span on each row: the span's `events` and `links` unnested).
+    pub fn with_elements(mut self, event: Option<Expr>, link: Option<Expr>) -> Self {
+        self.event = event;
+        self.link = link;
+        self
     }
 
     pub fn lower(&self, expr: &FieldExpr) -> Result<Value> {
@@ -252,14 +266,33 @@ impl<'a> FieldLowering<'a> {
                 ])),
                 ..Value::default()
             },
-            Intrinsic::EventName
-            | Intrinsic::EventTimeSinceStart
-            | Intrinsic::LinkTraceId
-            | Intrinsic::LinkSpanId => {
-                return plan_err!(
-                    "{} is not supported yet: events and links are not searchable",
-                    i.canonical_name()
-                );
+            Intrinsic::EventName => Value {
+                str: Some(get_field(
+                    self.element(Element::Event, &i.canonical_name())?,
+                    "name",
+                )),
+                ..Value::default()
+            },
+            Intrinsic::EventTimeSinceStart => {
+                let event = self.element(Element::Event, &i.canonical_name())?;
+                let nanos = |e: Expr| cast(e, DataType::Int64);
+                Value {
+                    int: Some(nanos(get_field(event, "time")) - nanos(ident(schema::START_TIME))),
+                    duration: true,
+                    ..Value::default()
+                }
+            }
+            Intrinsic::LinkTraceId | Intrinsic::LinkSpanId => {
+                let link = self.element(Element::Link, &i.canonical_name())?;
+                let id = if i == Intrinsic::LinkTraceId {
+                    schema::TRACE_ID
+                } else {
+                    schema::SPAN_ID
+                };
+                Value {
+                    str: Some(encode(get_field(link, id), lit("hex"))),
+                    ..Value::default()
+                }
             }
             Intrinsic::Parent => return plan_err!("parent is not supported"),
         })
@@ -291,10 +324,46 @@ impl<'a> FieldLowering<'a> {
                     ..Value::default()
                 })
             }
-            AttributeScope::Event | AttributeScope::Link => plan_err!(
-                "{}{} is not supported yet: events and links are not searchable",
-                a.scope.prefix(),
-                a.name
+            AttributeScope::Event | AttributeScope::Link => {
+                let (which, what) = if a.scope == AttributeScope::Event {
+                    (Element::Event, format!("event.{}", a.name))
+                } else {
+                    (Element::Link, format!("link.{}", a.name))
+                };
+                let element = self.element(which, &what)?;
+                let map = |kind: AttrKind| {
+                    get_field(
+                        get_field(element.clone(), schema::attr_column("", kind)),
+                        &*a.name,
+                    )
+                };
+                Ok(Value {
+                    str: Some(map(AttrKind::Str)),
+                    int: Some(map(AttrKind::Int)),
+                    float: Some(map(AttrKind::Float)),
+                    bool: Some(map(AttrKind::Bool)),
+                    other: Some(map(AttrKind::Other)),
+                    ..Value::default()
+                })
+            }
+        }
+    }
+
+    /// The struct column of one event or link, where the caller unnested them.
+    fn element(&self, which: Element, field: &str) -> Result<Expr> {
+        let element = match which {
+            Element::Event => &self.event,
+            Element::Link => &self.link,
+        };
+        match element {
+            Some(e) => Ok(e.clone()),
+            None => plan_err!(
+                "{field} can only be used in a span filter `{{ … }}`: a span has many {}",
+                if which == Element::Event {
+                    "events"
+                } else {
+                    "links"
+                }
             ),
         }
     }
@@ -332,6 +401,50 @@ impl<'a> FieldLowering<'a> {
             other: Some(map(AttrKind::Other)),
             ..Value::default()
         }
+    }
+}
+
+/// The lists of a span whose elements a field is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Element {
+    Event,
+    Link,
+}
+
+/// Whether `expr` reads event fields, and whether it reads link fields.
+pub fn reads_elements(expr: &FieldExpr) -> (bool, bool) {
+    match expr {
+        FieldExpr::Static(_) => (false, false),
+        FieldExpr::Field(field, _) => (
+            field_element(field) == Some(Element::Event),
+            field_element(field) == Some(Element::Link),
+        ),
+        FieldExpr::Unary { expr, .. } => reads_elements(expr),
+        FieldExpr::Binary { lhs, rhs, .. } => {
+            let (l, r) = (reads_elements(lhs), reads_elements(rhs));
+            (l.0 || r.0, l.1 || r.1)
+        }
+    }
+}
+
+/// The list a field is read from, if it is an event or link field.
+pub fn field_element(field: &FieldRef) -> Option<Element> {
+    match field {
+        FieldRef::Attribute(Attribute {
+            scope: AttributeScope::Event,
+            ..
+        })
+        | FieldRef::Intrinsic(Intrinsic::EventName | Intrinsic::EventTimeSinceStart) => {
+            Some(Element::Event)
+        }
+        FieldRef::Attribute(Attribute {
+            scope: AttributeScope::Link,
+            ..
+        })
+        | FieldRef::Intrinsic(Intrinsic::LinkTraceId | Intrinsic::LinkSpanId) => {
+            Some(Element::Link)
+        }
+        _ => None,
     }
 }
 

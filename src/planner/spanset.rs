@@ -5,25 +5,29 @@
 //! the columns of the spanset attributes computed so far (`count()`, `by(…)`). A spanset is
 //! the rows sharing a trace id and a spanset key. Filters are `Filter`s, structural operators
 //! are semi and anti joins on the trace with nested-set conditions, `&&` and `||` are semi joins
-//! and unions, and aggregates are window functions over the spanset.
+//! and unions, and aggregates are window functions over the spanset. A filter on event or link
+//! fields unnests the span's events (links) first.
 
 use std::cell::Cell;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::common::{Column, JoinType, Result, not_impl_err, plan_err};
+use datafusion::common::{Column, JoinType, Result, UnnestOptions, not_impl_err, plan_err};
 use datafusion::functions::string::expr_fn::concat;
 use datafusion::functions_aggregate::average::avg_udaf;
 use datafusion::functions_aggregate::bool_and_or::bool_or_udaf;
 use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
 use datafusion::functions_aggregate::sum::sum_udaf;
+use datafusion::functions_nested::expr_fn::cardinality;
 use datafusion::functions_window::row_number::row_number_udwf;
 use datafusion::logical_expr::{
     Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, WindowFunctionDefinition, cast,
-    expr::WindowFunction, lit,
+    expr::WindowFunction, lit, when,
 };
 
-use super::field::{FieldLowering, Value, compare, ident, static_value};
+use super::field::{
+    FieldLowering, Value, compare, field_element, ident, reads_elements, static_value,
+};
 use crate::storage::schema;
 use crate::traceql::ast::{
     AggregateFn, BinaryOp, CmpOp, FieldExpr, FieldRef, Intrinsic, MetricsExpr, Pipeline,
@@ -270,8 +274,93 @@ impl Planner {
     }
 
     fn filter(&self, input: LogicalPlan, expr: &FieldExpr) -> Result<LogicalPlan> {
+        let (events, links) = reads_elements(expr);
+        if events || links {
+            return self.element_filter(input, expr, events, links);
+        }
         let predicate = self.fields().lower(expr)?.is_true();
         LogicalPlanBuilder::from(input).filter(predicate)?.build()
+    }
+
+    /// A filter that reads event or link fields keeps a span when one of its events (links)
+    /// makes it true, every event field of the filter read from that same event. A span with
+    /// no events (links) is tried once, with those fields nil. The lists are unnested, so the
+    /// rows are (span, event, link); the filter picks rows, then each span is kept once.
+    fn element_filter(
+        &self,
+        input: LogicalPlan,
+        expr: &FieldExpr,
+        events: bool,
+        links: bool,
+    ) -> Result<LogicalPlan> {
+        // Conditions on the span alone are applied before the unnest (and reach the scan).
+        let (span_only, on_elements): (Vec<&FieldExpr>, Vec<&FieldExpr>) = conjuncts(expr)
+            .into_iter()
+            .partition(|c| reads_elements(c) == (false, false));
+        let mut input = LogicalPlanBuilder::from(input);
+        for condition in span_only {
+            input = input.filter(self.fields().lower(condition)?.is_true())?;
+        }
+        let input = input.build()?;
+        let columns: Vec<Expr> = input
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect();
+        let mut exprs = columns.clone();
+        let mut unnested = Vec::new();
+        let mut element = |read: bool, list: &str| -> Result<Option<String>> {
+            if !read {
+                return Ok(None);
+            }
+            let name = self.fresh(list);
+            // An empty list as null, so that unnesting keeps the span (with a null element).
+            exprs.push(
+                when(cardinality(ident(list)).gt(lit(0u64)), ident(list))
+                    .end()?
+                    .alias(&name),
+            );
+            unnested.push(name.clone());
+            Ok(Some(name))
+        };
+        let event = element(events, schema::EVENTS)?;
+        let link = element(links, schema::LINKS)?;
+        let mut builder = LogicalPlanBuilder::from(input).project(exprs)?;
+        for name in unnested {
+            builder = builder.unnest_column_with_options(
+                Column::from_name(name),
+                UnnestOptions::new().with_preserve_nulls(true),
+            )?;
+        }
+        let fields = self
+            .fields()
+            .with_elements(event.as_deref().map(ident), link.as_deref().map(ident));
+        let predicate = on_elements
+            .into_iter()
+            .map(|c| Ok(fields.lower(c)?.is_true()))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .reduce(Expr::and)
+            .expect("the filter reads events or links");
+        let first = self.fresh("first");
+        let numbered = Expr::WindowFunction(Box::new(WindowFunction::new(
+            WindowFunctionDefinition::WindowUDF(row_number_udwf()),
+            vec![],
+        )))
+        .partition_by(vec![
+            ident(schema::TRACE_ID),
+            ident(SPANSET_KEY),
+            ident(schema::SPAN_ID),
+        ])
+        .build()?
+        .alias(&first);
+        builder
+            .filter(predicate)?
+            .window(vec![numbered])?
+            .filter(ident(&first).eq(lit(1u64)))?
+            .project(columns)?
+            .build()
     }
 
     /// A spanset expression over the spans of `input`.
@@ -279,7 +368,9 @@ impl Planner {
         match expr {
             SpansetExpr::Filter { expr, .. } => self.filter(input.clone(), expr),
             SpansetExpr::Op { op, lhs, rhs } => {
-                if let Some(filters) = plain_filters(expr, *op) {
+                if let Some(filters) = plain_filters(expr, *op)
+                    && filters.iter().all(|f| reads_elements(f) == (false, false))
+                {
                     return self.plain_filters_op(*op, &filters, input);
                 }
                 let l = self.spanset(lhs, input)?;
@@ -622,6 +713,23 @@ fn plain_filters(expr: &SpansetExpr, op: SpansetOp) -> Option<Vec<&FieldExpr>> {
     collect(expr, op, &mut out).then_some(out)
 }
 
+/// The operands of a chain of `&&`, or `expr` itself.
+fn conjuncts(expr: &FieldExpr) -> Vec<&FieldExpr> {
+    match expr {
+        FieldExpr::Binary {
+            op: BinaryOp::And,
+            lhs,
+            rhs,
+            ..
+        } => {
+            let mut all = conjuncts(lhs);
+            all.extend(conjuncts(rhs));
+            all
+        }
+        other => vec![other],
+    }
+}
+
 fn mirror(op: CmpOp) -> CmpOp {
     match op {
         CmpOp::Lt => CmpOp::Gt,
@@ -765,7 +873,10 @@ impl ShownTypes {
 /// without the intrinsics a result shows in fields of its own.
 fn collect_shown_fields(query: &Query, out: &mut Vec<(FieldRef, ShownTypes)>) {
     fn push(out: &mut Vec<(FieldRef, ShownTypes)>, f: &FieldRef, types: ShownTypes) {
-        if matches!(f, FieldRef::Intrinsic(i) if SHOWN_ELSEWHERE.contains(i)) {
+        // A span has many events and links: there is no one value of theirs to show.
+        if matches!(f, FieldRef::Intrinsic(i) if SHOWN_ELSEWHERE.contains(i))
+            || field_element(f).is_some()
+        {
             return;
         }
         match out.iter_mut().find(|(seen, _)| seen == f) {

@@ -41,8 +41,31 @@ pub struct RefSpan {
     scope_attrs: Vec<KeyValue>,
     scope_name: String,
     scope_version: String,
+    events: Vec<RefEvent>,
+    links: Vec<RefLink>,
     /// Index of the part (block) of the trace this span was stored in.
     part: usize,
+}
+
+struct RefEvent {
+    time: i64,
+    name: String,
+    attrs: Vec<KeyValue>,
+}
+
+struct RefLink {
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    attrs: Vec<KeyValue>,
+}
+
+/// Where a field is read: a span, and one of its events and links (`None`: it has none, or
+/// the expression reads no event or link field).
+#[derive(Clone, Copy)]
+struct At {
+    span: usize,
+    event: Option<usize>,
+    link: Option<usize>,
 }
 
 pub struct RefTrace {
@@ -104,6 +127,24 @@ impl RefTrace {
                             scope_attrs: scope.attributes.clone(),
                             scope_name: scope.name.clone(),
                             scope_version: scope.version.clone(),
+                            events: s
+                                .events
+                                .iter()
+                                .map(|e| RefEvent {
+                                    time: e.time_unix_nano as i64,
+                                    name: e.name.clone(),
+                                    attrs: e.attributes.clone(),
+                                })
+                                .collect(),
+                            links: s
+                                .links
+                                .iter()
+                                .map(|l| RefLink {
+                                    trace_id: l.trace_id.clone(),
+                                    span_id: l.span_id.clone(),
+                                    attrs: l.attributes.clone(),
+                                })
+                                .collect(),
                             part,
                         });
                     }
@@ -169,8 +210,10 @@ impl RefTrace {
             .find(|s| s.part == part && s.parent_id.is_none())
     }
 
-    fn intrinsic(&self, i: usize, which: Intrinsic) -> V {
-        let s = &self.spans[i];
+    fn intrinsic(&self, at: At, which: Intrinsic) -> V {
+        let s = &self.spans[at.span];
+        let event = at.event.map(|e| &s.events[e]);
+        let link = at.link.map(|l| &s.links[l]);
         let part: Vec<&RefSpan> = self.spans.iter().filter(|o| o.part == s.part).collect();
         match which {
             Intrinsic::Duration => V::Dur(s.end - s.start),
@@ -207,12 +250,16 @@ impl RefTrace {
             }
             Intrinsic::InstrumentationName => V::Str(s.scope_name.clone()),
             Intrinsic::InstrumentationVersion => V::Str(s.scope_version.clone()),
+            Intrinsic::EventName => event.map_or(V::Nil, |e| V::Str(e.name.clone())),
+            Intrinsic::EventTimeSinceStart => event.map_or(V::Nil, |e| V::Dur(e.time - s.start)),
+            Intrinsic::LinkTraceId => link.map_or(V::Nil, |l| V::Str(hex::encode(&l.trace_id))),
+            Intrinsic::LinkSpanId => link.map_or(V::Nil, |l| V::Str(hex::encode(&l.span_id))),
             other => panic!("the reference does not model {other:?}"),
         }
     }
 
-    fn attribute(&self, i: usize, a: &Attribute) -> V {
-        let s = &self.spans[i];
+    fn attribute(&self, at: At, a: &Attribute) -> V {
+        let s = &self.spans[at.span];
         match a.scope {
             AttributeScope::Span => lookup(&s.attrs, &a.name),
             AttributeScope::Resource => lookup(&s.resource, &a.name),
@@ -221,16 +268,33 @@ impl RefTrace {
                 V::Nil => lookup(&s.resource, &a.name),
                 v => v,
             },
-            other => panic!("the reference does not model {other:?} attributes"),
+            AttributeScope::Event => at
+                .event
+                .map_or(V::Nil, |e| lookup(&s.events[e].attrs, &a.name)),
+            AttributeScope::Link => at
+                .link
+                .map_or(V::Nil, |l| lookup(&s.links[l].attrs, &a.name)),
         }
     }
 
+    /// A span's value of `e`, outside span filters (no event or link to read from).
     fn eval(&self, i: usize, e: &FieldExpr) -> V {
+        self.eval_at(
+            At {
+                span: i,
+                event: None,
+                link: None,
+            },
+            e,
+        )
+    }
+
+    fn eval_at(&self, at: At, e: &FieldExpr) -> V {
         match e {
             FieldExpr::Static(s) => static_v(s),
-            FieldExpr::Field(FieldRef::Intrinsic(x), _) => self.intrinsic(i, *x),
-            FieldExpr::Field(FieldRef::Attribute(a), _) => self.attribute(i, a),
-            FieldExpr::Unary { op, expr, .. } => match (op, self.eval(i, expr)) {
+            FieldExpr::Field(FieldRef::Intrinsic(x), _) => self.intrinsic(at, *x),
+            FieldExpr::Field(FieldRef::Attribute(a), _) => self.attribute(at, a),
+            FieldExpr::Unary { op, expr, .. } => match (op, self.eval_at(at, expr)) {
                 (UnaryOp::Not, V::Bool(b)) => V::Bool(!b),
                 (UnaryOp::Neg, V::Int(n)) => V::Int(n.wrapping_neg()),
                 (UnaryOp::Neg, V::Dur(n)) => V::Dur(n.wrapping_neg()),
@@ -238,7 +302,7 @@ impl RefTrace {
                 _ => V::Nil,
             },
             FieldExpr::Binary { op, lhs, rhs, .. } => {
-                let (l, r) = (self.eval(i, lhs), self.eval(i, rhs));
+                let (l, r) = (self.eval_at(at, lhs), self.eval_at(at, rhs));
                 match op {
                     BinaryOp::And => V::Bool(l == V::Bool(true) && r == V::Bool(true)),
                     BinaryOp::Or => V::Bool(l == V::Bool(true) || r == V::Bool(true)),
@@ -256,9 +320,62 @@ impl RefTrace {
         }
     }
 
+    /// A span filter: true for some event and some link of the span (every event field read
+    /// from the same event); a span without events (links) is tried with none.
     fn matches(&self, i: usize, e: &FieldExpr) -> bool {
-        self.eval(i, e) == V::Bool(true)
+        let s = &self.spans[i];
+        let choices = |reads: bool, n: usize| -> Vec<Option<usize>> {
+            if reads && n > 0 {
+                (0..n).map(Some).collect()
+            } else {
+                vec![None]
+            }
+        };
+        let (events, links) = (reads(e, is_event_field), reads(e, is_link_field));
+        choices(events, s.events.len()).into_iter().any(|event| {
+            choices(links, s.links.len()).into_iter().any(|link| {
+                self.eval_at(
+                    At {
+                        span: i,
+                        event,
+                        link,
+                    },
+                    e,
+                ) == V::Bool(true)
+            })
+        })
     }
+}
+
+fn reads(e: &FieldExpr, field: fn(&FieldRef) -> bool) -> bool {
+    match e {
+        FieldExpr::Static(_) => false,
+        FieldExpr::Field(f, _) => field(f),
+        FieldExpr::Unary { expr, .. } => reads(expr, field),
+        FieldExpr::Binary { lhs, rhs, .. } => reads(lhs, field) || reads(rhs, field),
+    }
+}
+
+fn is_event_field(f: &FieldRef) -> bool {
+    matches!(
+        f,
+        FieldRef::Intrinsic(Intrinsic::EventName | Intrinsic::EventTimeSinceStart)
+            | FieldRef::Attribute(Attribute {
+                scope: AttributeScope::Event,
+                ..
+            })
+    )
+}
+
+fn is_link_field(f: &FieldRef) -> bool {
+    matches!(
+        f,
+        FieldRef::Intrinsic(Intrinsic::LinkTraceId | Intrinsic::LinkSpanId)
+            | FieldRef::Attribute(Attribute {
+                scope: AttributeScope::Link,
+                ..
+            })
+    )
 }
 
 fn static_v(s: &Static) -> V {

@@ -150,6 +150,22 @@ fn edge_traces() -> BTreeMap<TraceId, Vec<ResourceSpans>> {
 
 /// Queries over the generated data's attributes, covering every operator family.
 const QUERIES: &[&str] = &[
+    // Events and links: a span matches when one of its events (links) does.
+    r#"{ event:name = "exception" }"#,
+    r#"{ event.exception.type = "ConnectionResetError" }"#,
+    r#"{ event:name = "exception" && event.exception.escaped = true }"#,
+    r#"{ event:name = "exception" && event:name = "cache.miss" }"#,
+    r#"{ event:name = "cache.miss" || span.db.system = "redis" }"#,
+    r#"{ event:timeSinceStart > 1ms && kind = client }"#,
+    r#"{ event.cache.key =~ "k1.*" }"#,
+    r#"{ event.cache.key = nil && event:name != nil }"#,
+    r#"{ link:spanID != "" }"#,
+    r#"{ link.link.reason = "retry-of" && link.link.attempt = 2 }"#,
+    r#"{ link:traceID =~ "[0-9a-f]{32}" && event:name = "exception" }"#,
+    r#"{ status = error } >> { event:name = "exception" }"#,
+    r#"{ event:name = "exception" } && { link:spanID != "" }"#,
+    r#"{ event:name = "cache.miss" } | count() > 1"#,
+    r#"{ event:name = "exception" } | by(resource.service.name)"#,
     "{}",
     r#"{ resource.service.name = "frontend" }"#,
     r#"{ .service.name = "checkout" }"#,
@@ -234,9 +250,7 @@ const QUERIES: &[&str] = &[
 
 /// Queries of the corpus whose fields the engine cannot search yet.
 fn engine_unsupported(query: &str) -> bool {
-    ["event", "link", "nestedSet"]
-        .iter()
-        .any(|word| query.contains(word))
+    ["nestedSet"].iter().any(|word| query.contains(word))
 }
 
 struct Fixture {
@@ -764,8 +778,8 @@ async fn search_and_tag_apis_answer_as_tempo_does() {
             "range specified by start and end exceeds",
         ),
         (
-            format!("/api/search?q={}", encoded("{ event:name = \"x\" }")),
-            "not supported",
+            format!("/api/search?q={}", encoded("{ } | by(event:name)")),
+            "can only be used in a span filter",
         ),
         (
             format!("/api/search?q={}&tags=a%3Db", encoded("{}")),
@@ -838,6 +852,10 @@ async fn plans_are_pinned_and_push_filters_into_the_scan() {
             "by",
             "{ kind = server } | by(resource.service.name) | avg(duration) > 1ms",
         ),
+        (
+            "event",
+            r#"{ event:name = "exception" && span.http.route = "/cart" }"#,
+        ),
     ];
     for (name, query) in pinned {
         let plan = logical_plan(&f.ctx, query).await;
@@ -858,6 +876,18 @@ async fn plans_are_pinned_and_push_filters_into_the_scan() {
     )
     .await;
     assert!(plan.contains("trace_id = FixedSizeBinary"), "{plan}");
+    // Span conditions next to event conditions still reach the scan, below the unnest.
+    let plan = logical_plan(
+        &f.ctx,
+        r#"{ event:name = "exception" && span.http.route = "/cart" }"#,
+    )
+    .await;
+    let scan = plan.lines().find(|l| l.contains("TableScan")).unwrap();
+    assert!(
+        plan.contains("Unnest")
+            && scan.contains(r#"filters=[spans.span.http.route = Utf8("/cart")"#),
+        "{plan}"
+    );
 }
 
 #[test]
