@@ -1,4 +1,5 @@
-//! The Tempo-compatible HTTP API on `server.http_listen_port`.
+//! The Tempo-compatible HTTP API on `server.http_listen_port`, with the gRPC streaming search
+//! beside it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -50,6 +51,10 @@ pub fn router(
         .route("/api/v2/search/tags", get(s::tags_v2))
         .route("/api/search/tag/{name}/values", get(s::tag_values_v1))
         .route("/api/v2/search/tag/{name}/values", get(s::tag_values_v2))
+        .route_service(
+            super::grpc::SEARCH_PATH,
+            super::grpc::StreamingSearch::new(search.clone()),
+        )
         .with_state(search);
     let trace_routes = Router::new()
         .route("/api/traces/{id}", get(super::traces::trace_v1))

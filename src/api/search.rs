@@ -12,8 +12,12 @@ use datafusion::common::DataFusionError;
 use serde_json::{Map, Value as Json, json};
 
 use super::traces::{tenant_of, time_range};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+
+use super::tempopb;
 use crate::exec::search::{
-    AttrValue, DEFAULT_LIMIT, DEFAULT_SPSS, MAX_SPSS, SearchOptions, SearchResult, TraceMatch,
+    AttrValue, DEFAULT_LIMIT, DEFAULT_SPSS, MAX_SPSS, SearchOptions, SearchResult, SearchStats,
+    TraceMatch,
 };
 use crate::exec::sources::QuerySources;
 use crate::exec::values;
@@ -213,38 +217,140 @@ pub async fn search(
         Ok(t) => t,
         Err(r) => return r.into_response(),
     };
-    let options = match search_options(&params) {
-        Ok(o) => o,
+    let (query, options) = match search_request(&params) {
+        Ok(request) => request,
         Err(e) => return bad_request(e),
-    };
-    let text = match params.get("q").filter(|q| !q.trim().is_empty()) {
-        Some(_) if params.contains_key("tags") => {
-            return bad_request("invalid search request: give either q or tags, not both");
-        }
-        Some(q) if q.len() > MAX_QUERY_BYTES => {
-            return bad_request(format!(
-                "query is {} bytes, more than the {MAX_QUERY_BYTES} allowed",
-                q.len()
-            ));
-        }
-        Some(q) => q.clone(),
-        None => match legacy_query(&params) {
-            Ok(q) => q,
-            Err(e) => return bad_request(e),
-        },
-    };
-    let query = match crate::traceql::compile(&text) {
-        Ok(q) => q,
-        Err(e) => return bad_request(format!("invalid TraceQL query: {e}")),
     };
     let ctx = match state.sources.session(&tenant) {
         Ok(ctx) => ctx,
         Err(e) => return query_failed(e),
     };
     let total_blocks = state.sources.reader.blocklist().blocks(&tenant).len();
-    match crate::exec::search::search(&ctx, &query, &options).await {
-        Ok(result) => json_response(search_response(&result, total_blocks)),
-        Err(e) => query_failed(e),
+    let result = match crate::exec::search::search(&ctx, &query, &options).await {
+        Ok(result) => result,
+        Err(e) => return query_failed(e),
+    };
+    let protobuf = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/protobuf"));
+    if protobuf {
+        use prost::Message;
+        let body = tempopb::SearchResponse {
+            traces: result.traces.iter().map(trace_proto).collect(),
+            metrics: Some(search_metrics_proto(
+                &result.stats,
+                result.traces.len(),
+                total_blocks,
+            )),
+        };
+        return (
+            [(header::CONTENT_TYPE, "application/protobuf")],
+            body.encode_to_vec(),
+        )
+            .into_response();
+    }
+    json_response(search_response(&result, total_blocks))
+}
+
+/// The query and options of a search request (`q` or the legacy tag form, `limit`, `spss`,
+/// `start`, `end`), or what is wrong with it.
+pub(crate) fn search_request(
+    params: &HashMap<String, String>,
+) -> Result<(crate::traceql::ast::Query, SearchOptions), String> {
+    let options = search_options(params)?;
+    let text = match params.get("q").filter(|q| !q.trim().is_empty()) {
+        Some(_) if params.contains_key("tags") => {
+            return Err("invalid search request: give either q or tags, not both".into());
+        }
+        Some(q) if q.len() > MAX_QUERY_BYTES => {
+            return Err(format!(
+                "query is {} bytes, more than the {MAX_QUERY_BYTES} allowed",
+                q.len()
+            ));
+        }
+        Some(q) => q.clone(),
+        None => legacy_query(params)?,
+    };
+    let query =
+        crate::traceql::compile(&text).map_err(|e| format!("invalid TraceQL query: {e}"))?;
+    Ok((query, options))
+}
+
+/// `tempopb.SearchMetrics` of a search (so far) that found `traces` traces.
+pub(crate) fn search_metrics_proto(
+    stats: &SearchStats,
+    traces: usize,
+    total_blocks: usize,
+) -> tempopb::SearchMetrics {
+    tempopb::SearchMetrics {
+        inspected_traces: traces as u32,
+        inspected_bytes: stats.inspected_bytes,
+        total_blocks: total_blocks as u32,
+        completed_jobs: stats.passes as u32,
+        total_jobs: stats.total_passes as u32,
+        inspected_spans: stats.inspected_spans,
+        ..Default::default()
+    }
+}
+
+/// One trace of a search result as `tempopb.TraceSearchMetadata`.
+pub(crate) fn trace_proto(t: &TraceMatch) -> tempopb::TraceSearchMetadata {
+    let span_sets: Vec<tempopb::SpanSet> = t
+        .span_sets
+        .iter()
+        .map(|set| tempopb::SpanSet {
+            spans: set
+                .spans
+                .iter()
+                .map(|s| tempopb::Span {
+                    span_id: hex::encode(s.span_id),
+                    name: s.name.clone(),
+                    start_time_unix_nano: s.start_time_unix_nano as u64,
+                    duration_nanos: s.duration_nanos as u64,
+                    attributes: key_values_proto(&s.attributes),
+                })
+                .collect(),
+            matched: set.matched as u32,
+            attributes: key_values_proto(&set.attributes),
+        })
+        .collect();
+    tempopb::TraceSearchMetadata {
+        trace_id: tempo_trace_id(&t.trace_id),
+        root_service_name: t.root_service_name.clone().unwrap_or(NO_ROOT.into()),
+        root_trace_name: t.root_trace_name.clone().unwrap_or_default(),
+        start_time_unix_nano: t.start_time_unix_nano as u64,
+        duration_ms: (t.duration_nanos / 1_000_000) as u32,
+        span_set: span_sets.first().cloned(),
+        span_sets,
+        service_stats: HashMap::new(),
+    }
+}
+
+fn key_values_proto(attrs: &[(String, AttrValue)]) -> Vec<KeyValue> {
+    attrs
+        .iter()
+        .map(|(key, v)| KeyValue {
+            key: key.clone(),
+            value: Some(AnyValue {
+                value: Some(match v {
+                    AttrValue::String(s) => any_value::Value::StringValue(s.clone()),
+                    AttrValue::Int(i) => any_value::Value::IntValue(*i),
+                    AttrValue::Float(f) => any_value::Value::DoubleValue(*f),
+                    AttrValue::Bool(b) => any_value::Value::BoolValue(*b),
+                }),
+            }),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// A trace id as Tempo prints it: hex without leading zeros.
+fn tempo_trace_id(id: &crate::storage::TraceId) -> String {
+    let hex = hex::encode(id.0);
+    match hex.trim_start_matches('0') {
+        "" => "0".to_string(),
+        trimmed => trimmed.to_string(),
     }
 }
 
@@ -339,13 +445,7 @@ fn trace_json(t: &TraceMatch) -> Json {
         })
         .collect();
     let mut object = Map::new();
-    let id = hex::encode(t.trace_id.0);
-    let id = id.trim_start_matches('0');
-    put(
-        &mut object,
-        "traceID",
-        json!(if id.is_empty() { "0" } else { id }),
-    );
+    put(&mut object, "traceID", json!(tempo_trace_id(&t.trace_id)));
     put(
         &mut object,
         "rootServiceName",

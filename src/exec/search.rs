@@ -155,6 +155,16 @@ pub async fn search(
     query: &Query,
     options: &SearchOptions,
 ) -> Result<SearchResult> {
+    search_with_progress(ctx, query, options, |_| {}).await
+}
+
+/// [`search`], telling `progress` what was read after each pass that does not end it.
+pub async fn search_with_progress(
+    ctx: &SessionContext,
+    query: &Query,
+    options: &SearchOptions,
+    mut progress: impl FnMut(&SearchStats),
+) -> Result<SearchResult> {
     let plan = plan(ctx, query, options).await?;
     let ends = block_end_times(
         ctx.table_provider("spans").await?.as_ref(),
@@ -197,6 +207,7 @@ pub async fn search(
                 stats,
             });
         }
+        progress(&stats);
         blocks = next_pass_blocks(blocks, total, assembler.kept(), options.limit);
     }
 }

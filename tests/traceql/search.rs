@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use tracefusion::config::DedicatedColumn;
-use tracefusion::exec::search::{SearchOptions, search};
+use tracefusion::exec::search::{SearchOptions, search, search_with_progress};
 use tracefusion::exec::session::span_session;
 use tracefusion::storage::{BlockOptions, Blocklist, TraceId, write_block};
 use tracefusion::traceql::compile;
@@ -993,9 +993,19 @@ async fn search_reads_newest_blocks_first_and_stops_when_settled() {
                 spss: 1000,
                 ..SearchOptions::default()
             };
-            search(&ctx, &compile(query).unwrap(), &options)
-                .await
-                .unwrap()
+            // Each pass that does not end the search is reported, in order.
+            let mut reported = Vec::new();
+            let result = search_with_progress(&ctx, &compile(query).unwrap(), &options, |s| {
+                reported.push(s.passes)
+            })
+            .await
+            .unwrap();
+            let passes: Vec<usize> = (1..result.stats.passes).collect();
+            assert_eq!(
+                reported, passes,
+                "{query}: progress after each pass but the last"
+            );
+            result
         }
     };
     for (layout, ctx, query, limit, passes) in [
@@ -1242,4 +1252,148 @@ fn attribute_keys_of_service(
         }
     }
     (span_keys, resource_keys)
+}
+
+/// `tempopb.StreamingQuerier/Search` over gRPC (h2c) on the HTTP port, as Grafana calls it with
+/// streaming on: the same traces as `/api/search` (JSON and protobuf), final metrics on every
+/// message, Grafana's health check answered, and a bad query refused with its position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_search_over_grpc_answers_on_the_http_port() {
+    use prost::Message;
+    use tracefusion::api::tempopb::{SearchRequest, SearchResponse, Timestamp};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::ingest::start(dir.path(), "").await;
+    let client = reqwest::Client::new();
+    let traces = generate(79, 120);
+    let pushed = client
+        .post(&server.otlp)
+        .header("Content-Type", "application/x-protobuf")
+        .body(crate::ingest::request_of(&traces).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 200);
+    crate::ingest::wait_for_block(&server, "single-tenant").await;
+
+    let channel = tonic::transport::Channel::from_shared(server.http.clone())
+        .unwrap()
+        .connect()
+        .await
+        .expect("gRPC (h2c) on the HTTP port");
+    let stream = |request: SearchRequest| {
+        let channel = channel.clone();
+        async move {
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await.unwrap();
+            let mut stream = grpc
+                .server_streaming(
+                    tonic::Request::new(request),
+                    tonic::codegen::http::uri::PathAndQuery::from_static(
+                        "/tempopb.StreamingQuerier/Search",
+                    ),
+                    tonic_prost::ProstCodec::<SearchRequest, SearchResponse>::default(),
+                )
+                .await?
+                .into_inner();
+            let mut messages = Vec::new();
+            while let Some(message) = stream.message().await? {
+                messages.push(message);
+            }
+            Ok::<_, tonic::Status>(messages)
+        }
+    };
+    // Grafana sends the deprecated RF1After as Go's zero time.
+    let go_zero_time = Some(Timestamp {
+        seconds: -62_135_596_800,
+        nanos: 0,
+    });
+    let q = "{ status = error } | select(span.http.route)";
+    let messages = stream(SearchRequest {
+        query: q.into(),
+        limit: 5,
+        spans_per_span_set: 2,
+        rf1_after: go_zero_time,
+        ..SearchRequest::default()
+    })
+    .await
+    .unwrap();
+    assert!(!messages.is_empty());
+    assert!(
+        messages.iter().all(|m| m.metrics.is_some()),
+        "every message carries metrics"
+    );
+    let last = messages.last().unwrap().metrics.clone().unwrap();
+    assert_eq!(last.completed_jobs, last.total_jobs, "{last:?}");
+    // Grafana keeps the first copy of each trace.
+    let mut streamed: Vec<(String, u32)> = Vec::new();
+    for trace in messages.iter().flat_map(|m| &m.traces) {
+        if !streamed.iter().any(|(id, _)| *id == trace.trace_id) {
+            streamed.push((trace.trace_id.clone(), trace.span_sets[0].matched));
+            assert_eq!(trace.span_set.as_ref(), trace.span_sets.first());
+        }
+    }
+
+    // The same search over HTTP, as JSON and as protobuf.
+    let url = format!(
+        "{}/api/search?q={}&limit=5&spss=2",
+        server.http,
+        url_escape(q)
+    );
+    let json: serde_json::Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+    let over_http: Vec<(String, u32)> = json["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["traceID"].as_str().unwrap().to_string(),
+                t["spanSets"][0]["matched"].as_u64().unwrap() as u32,
+            )
+        })
+        .collect();
+    assert_eq!(streamed, over_http);
+    assert_eq!(over_http.len(), 5);
+    let protobuf = client
+        .get(&url)
+        .header("Accept", "application/protobuf")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(protobuf.headers()["content-type"], "application/protobuf");
+    let decoded = SearchResponse::decode(protobuf.bytes().await.unwrap()).unwrap();
+    let ids: Vec<&str> = decoded.traces.iter().map(|t| t.trace_id.as_str()).collect();
+    let streamed_ids: Vec<&str> = streamed.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, streamed_ids);
+    let route_shown = decoded.traces[0].span_sets[0].spans[0]
+        .attributes
+        .iter()
+        .any(|kv| kv.key == "http.route" || kv.key == "status");
+    assert!(route_shown, "{:?}", decoded.traces[0]);
+
+    // Grafana's health check with streaming on: `{}` over the last 15 minutes, limit 1.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let health = stream(SearchRequest {
+        query: "{}".into(),
+        start: now - 900,
+        end: now,
+        limit: 1,
+        ..SearchRequest::default()
+    })
+    .await
+    .unwrap();
+    assert!(health[0].metrics.is_some());
+
+    // A bad query: INVALID_ARGUMENT with where it went wrong.
+    let error = stream(SearchRequest {
+        query: "{ .a = }".into(),
+        ..SearchRequest::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(error.message().contains("line 1"), "{error:?}");
 }

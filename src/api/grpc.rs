@@ -1,0 +1,202 @@
+//! The gRPC streaming querier, `tempopb.StreamingQuerier/Search`, served on the HTTP port as
+//! Grafana's Tempo data source calls it when search streaming is on: HTTP/2 without TLS (h2c,
+//! prior knowledge) next to the HTTP/1.1 API.
+//!
+//! A search streams one message after each pass over the blocks that does not end it (no
+//! traces, metrics with `completedJobs`/`totalJobs`, for the progress bar), then the result in
+//! messages of at most [`MAX_MESSAGE_BYTES`], each with the final metrics. Grafana keeps the
+//! first copy of a trace it receives, so a trace is only ever sent in its final form.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use datafusion::common::DataFusionError;
+use futures::future::BoxFuture;
+use prost::Message;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::search::{SearchState, search_metrics_proto, search_request, trace_proto};
+use super::tempopb::{SearchRequest, SearchResponse};
+use super::traces::tenant_of;
+use crate::exec::search::search_with_progress;
+
+/// The full method name Grafana calls.
+pub const SEARCH_PATH: &str = "/tempopb.StreamingQuerier/Search";
+
+/// Messages stay under this size (Grafana's client accepts 4 MiB; Tempo sends 1 MiB).
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// `tempopb.StreamingQuerier/Search` as a service to mount at [`SEARCH_PATH`].
+#[derive(Clone)]
+pub struct StreamingSearch {
+    state: SearchState,
+}
+
+impl StreamingSearch {
+    pub fn new(state: SearchState) -> Self {
+        Self { state }
+    }
+}
+
+impl tonic::codegen::Service<Request<Body>> for StreamingSearch {
+    type Response = Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let method = SearchMethod {
+            state: self.state.clone(),
+        };
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+            Ok(grpc.server_streaming(method, request).await)
+        })
+    }
+}
+
+struct SearchMethod {
+    state: SearchState,
+}
+
+type SearchStream = ReceiverStream<Result<SearchResponse, Status>>;
+
+impl tonic::server::ServerStreamingService<SearchRequest> for SearchMethod {
+    type Response = SearchResponse;
+    type ResponseStream = SearchStream;
+    type Future = BoxFuture<'static, Result<tonic::Response<SearchStream>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<SearchRequest>) -> Self::Future {
+        let state = self.state.clone();
+        Box::pin(async move { start_search(state, request) })
+    }
+}
+
+/// Checks the request and starts the search; its messages follow on the returned stream.
+fn start_search(
+    state: SearchState,
+    request: tonic::Request<SearchRequest>,
+) -> Result<tonic::Response<SearchStream>, Status> {
+    let headers = request.metadata().clone().into_headers();
+    let tenant = tenant_of(&headers, state.multitenancy)
+        .map_err(|(_, message)| Status::unauthenticated(message))?;
+    let (query, options) =
+        search_request(&http_params(request.get_ref())).map_err(Status::invalid_argument)?;
+    let ctx = state
+        .sources
+        .session(&tenant)
+        .map_err(|e| Status::internal(e.to_string()))?;
+    let total_blocks = state.sources.reader.blocklist().blocks(&tenant).len();
+    let (messages, stream) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        let progress = messages.clone();
+        let result = search_with_progress(&ctx, &query, &options, |stats| {
+            // Progress is a courtesy: a client that reads slowly misses some, never the result.
+            let _ = progress.try_send(Ok(SearchResponse {
+                traces: Vec::new(),
+                metrics: Some(search_metrics_proto(stats, 0, total_blocks)),
+            }));
+        })
+        .await;
+        let sent = match result {
+            Ok(result) => {
+                let metrics =
+                    search_metrics_proto(&result.stats, result.traces.len(), total_blocks);
+                let mut outcome = Ok(());
+                for traces in chunks(result.traces.iter().map(trace_proto).collect()) {
+                    outcome = messages
+                        .send(Ok(SearchResponse {
+                            traces,
+                            metrics: Some(metrics.clone()),
+                        }))
+                        .await;
+                    if outcome.is_err() {
+                        break;
+                    }
+                }
+                outcome
+            }
+            Err(e) => messages.send(Err(status_of(e))).await,
+        };
+        if sent.is_err() {
+            tracing::debug!("streaming search: the client went away");
+        }
+    });
+    Ok(tonic::Response::new(ReceiverStream::new(stream)))
+}
+
+/// The request as the HTTP API's parameters, so both check and default them the same way.
+fn http_params(request: &SearchRequest) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    let mut put = |key: &str, value: String| {
+        params.insert(key.to_string(), value);
+    };
+    if !request.query.trim().is_empty() {
+        put("q", request.query.clone());
+    } else if !request.tags.is_empty() || request.min_duration_ms > 0 || request.max_duration_ms > 0
+    {
+        let mut tags: Vec<String> = request
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+            .collect();
+        tags.sort();
+        put("tags", tags.join(" "));
+        if request.min_duration_ms > 0 {
+            put("minDuration", format!("{}ms", request.min_duration_ms));
+        }
+        if request.max_duration_ms > 0 {
+            put("maxDuration", format!("{}ms", request.max_duration_ms));
+        }
+    } else {
+        put("q", "{}".to_string());
+    }
+    // Zero means "not given" in proto3: the defaults apply.
+    for (key, value) in [
+        ("limit", request.limit),
+        ("spss", request.spans_per_span_set),
+        ("start", request.start),
+        ("end", request.end),
+    ] {
+        if value > 0 {
+            put(key, value.to_string());
+        }
+    }
+    params
+}
+
+/// Traces in groups that each encode to at most [`MAX_MESSAGE_BYTES`] (a larger trace alone);
+/// always at least one group, so the final metrics are always sent.
+fn chunks(
+    traces: Vec<super::tempopb::TraceSearchMetadata>,
+) -> Vec<Vec<super::tempopb::TraceSearchMetadata>> {
+    let mut groups = vec![Vec::new()];
+    let mut bytes = 0;
+    for trace in traces {
+        let size = trace.encoded_len();
+        let last = groups.last_mut().expect("one group");
+        if !last.is_empty() && bytes + size > MAX_MESSAGE_BYTES {
+            groups.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        groups.last_mut().expect("one group").push(trace);
+    }
+    groups
+}
+
+fn status_of(e: DataFusionError) -> Status {
+    match e {
+        DataFusionError::Plan(m) | DataFusionError::NotImplemented(m) => {
+            Status::invalid_argument(format!("invalid TraceQL query: {m}"))
+        }
+        other => Status::internal(format!("search failed: {other}")),
+    }
+}
