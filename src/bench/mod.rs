@@ -4,10 +4,12 @@
 //! 2. start `tracefusion serve` (this executable) on a temporary folder and send half of the
 //!    requests over OTLP/gRPC, wait until they are in blocks, then send the other half over
 //!    OTLP/HTTP, from several clients, sampling the server's RSS;
-//! 3. look traces up by id while the ingester holds them, then wait until every span is in
-//!    a block and look them up again;
+//! 3. look traces up by id, search and list tags while the ingester holds them, then wait
+//!    until every span is in a block and look them up again;
 //! 4. measure bytes per span of those blocks, searches and tag lookups through the HTTP API;
-//! 5. write the same traces as blocks in this process, one thread: block write throughput.
+//! 5. write the same traces as blocks in this process, one thread: block write throughput;
+//! 6. hold a fifth of them in an in-process ingester's head block and search it twice (the
+//!    first search converts the head to rows, later ones reuse them) and list its tags.
 
 pub mod report;
 
@@ -272,6 +274,34 @@ pub fn run(options: &BenchOptions, command: String) -> anyhow::Result<Report> {
         &runtime.block_on(server.lookups(&live))?,
     );
 
+    // A search and a tags request while the ingester still holds the HTTP half: what a user
+    // sees during ingest, when queries read memory as well as blocks.
+    runtime.block_on(blocklist.poll())?;
+    let in_blocks: u64 = blocklist.blocks(TENANT).iter().map(|b| b.total_spans).sum();
+    report.push(
+        "live.held_spans",
+        report.spans.saturating_sub(in_blocks) as f64,
+        "spans",
+        Better::Neither,
+    );
+    let (name, query) = SEARCHES[0];
+    let started = Instant::now();
+    runtime.block_on(server.get_json("/api/search", &[("q", query)]))?;
+    report.push(
+        format!("live.search_{name}_ms"),
+        millis(started.elapsed()),
+        "ms",
+        Better::Lower,
+    );
+    let started = Instant::now();
+    runtime.block_on(server.get_json("/api/v2/search/tags", &[]))?;
+    report.push(
+        "live.tags_v2_ms",
+        millis(started.elapsed()),
+        "ms",
+        Better::Lower,
+    );
+
     // Wait for every span to reach a block.
     let progress = bar(options, report.spans, "flush");
     runtime.block_on(wait_in_blocks(&blocklist, report.spans, &progress))?;
@@ -426,7 +456,76 @@ pub fn run(options: &BenchOptions, command: String) -> anyhow::Result<Report> {
         "spans/s",
         Better::Higher,
     );
+
+    // 6. Queries over a head block, in this process: a fifth of the data gone idle and not
+    // yet cut, as a server holds it between cuts. The first search converts the head to rows,
+    // the next ones reuse them.
+    let held = &groups[..groups.len().div_ceil(5)];
+    runtime.block_on(head_queries(options, &mut report, dir.path(), store, held))?;
     Ok(report)
+}
+
+async fn head_queries(
+    options: &BenchOptions,
+    report: &mut Report,
+    dir: &Path,
+    store: Arc<dyn object_store::ObjectStore>,
+    held: &[crate::ingest::ingester::Traces],
+) -> anyhow::Result<()> {
+    use crate::ingest::ingester::{Ingester, IngesterOptions};
+    let blocklist = Arc::new(Blocklist::new(store.clone()));
+    let block = BlockOptions::default();
+    let dedicated = block.dedicated_columns.clone();
+    let ingester = Ingester::open(
+        IngesterOptions {
+            trace_idle_period: Duration::ZERO,
+            max_block_duration: Duration::from_secs(24 * 3600),
+            max_block_bytes: u64::MAX / 4,
+            max_memory_bytes: u64::MAX / 4,
+            max_bytes_per_trace: 0,
+            block,
+        },
+        &dir.join("head-wal"),
+        crate::ingest::wal::SyncPolicy::Never,
+        store.clone(),
+        blocklist.clone(),
+    )?;
+    let mut spans = 0;
+    for traces in held {
+        spans += traces.values().map(|t| spans_of(t)).sum::<u64>();
+        ingester.push(TENANT, traces.clone()).await?;
+    }
+    ingester.tick(false).await?;
+    report.push("head.spans", spans as f64, "spans", Better::Neither);
+    let reader = Arc::new(crate::storage::TraceReader::new(store.clone(), blocklist));
+    let ctx =
+        crate::exec::session::serving_session(store, reader, ingester.clone(), TENANT, &dedicated)?;
+    let (_, query) = SEARCHES[0];
+    let query = crate::traceql::compile(query)?;
+    let search_options = crate::exec::search::SearchOptions::default();
+    let mut runs = Vec::new();
+    for _ in 0..=options.runs.max(1) {
+        let started = Instant::now();
+        crate::exec::search::search(&ctx, &query, &search_options).await?;
+        runs.push(started.elapsed());
+    }
+    let cold = runs.remove(0);
+    report.push("head.search_cold_ms", millis(cold), "ms", Better::Lower);
+    report.push(
+        "head.search_warm_ms",
+        millis(median(runs)),
+        "ms",
+        Better::Lower,
+    );
+    let started = Instant::now();
+    ingester.tag_catalog(TENANT)?;
+    report.push(
+        "head.tags_ms",
+        millis(started.elapsed()),
+        "ms",
+        Better::Lower,
+    );
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,10 +19,11 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 use uuid::Uuid;
 
+use super::head::{Head, Rows};
 use super::metrics;
 use super::wal::{SyncPolicy, Wal, WalError};
 use crate::storage::block::BlockError;
-use crate::storage::combine::{combine, span_count};
+use crate::storage::combine::span_count;
 use crate::storage::{BlockOptions, BlockWriter, Blocklist, TraceId, split_by_trace};
 
 /// Traces of one tenant grouped by id.
@@ -30,8 +31,8 @@ pub type Traces = BTreeMap<TraceId, Vec<ResourceSpans>>;
 /// One trace held in memory: an encoded `ExportTraceServiceRequest`, and the earliest start
 /// of its spans (what a large head block is split by).
 #[derive(Clone)]
-struct HeldTrace {
-    encoded: Vec<u8>,
+pub(super) struct HeldTrace {
+    pub(super) encoded: Vec<u8>,
     start: u64,
 }
 
@@ -50,28 +51,18 @@ impl HeldTrace {
         }
     }
 
-    fn append(&mut self, other: &HeldTrace) {
+    pub(super) fn append(&mut self, other: &HeldTrace) {
         self.encoded.extend_from_slice(&other.encoded);
         self.start = self.start.min(other.start);
     }
 
-    fn bytes(&self) -> u64 {
+    pub(super) fn bytes(&self) -> u64 {
         self.encoded.len() as u64
     }
 }
 
 /// Traces of one tenant by id.
-type HeldTraces = BTreeMap<TraceId, HeldTrace>;
-
-/// Adds `trace` to `traces`, after what is held of it already.
-fn hold(traces: &mut HeldTraces, id: TraceId, trace: HeldTrace) {
-    match traces.get_mut(&id) {
-        Some(held) => held.append(&trace),
-        None => {
-            traces.insert(id, trace);
-        }
-    }
-}
+pub(super) type HeldTraces = BTreeMap<TraceId, HeldTrace>;
 
 #[derive(Debug, Clone)]
 pub struct IngesterOptions {
@@ -120,11 +111,16 @@ struct LiveTrace {
 #[derive(Default)]
 struct TenantState {
     live: HashMap<TraceId, LiveTrace>,
-    head: HeldTraces,
-    head_bytes: u64,
-    head_since: Option<Instant>,
-    /// Blocks being written (their ids and traces): still readable until in the blocklist.
-    flushing: Vec<(Uuid, Arc<HeldTraces>)>,
+    head: Head,
+    /// Blocks being written: still readable until they are in the blocklist.
+    flushing: Vec<Flushing>,
+}
+
+struct Flushing {
+    block_id: Uuid,
+    traces: Arc<HeldTraces>,
+    /// Made by the first query that reads the block while it is written.
+    rows: Option<Arc<Rows>>,
 }
 
 /// What a tenant has in memory, as span-table record batches.
@@ -155,7 +151,7 @@ fn encode(batches: Vec<ResourceSpans>) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn decode(encoded: &[u8]) -> Vec<ResourceSpans> {
+pub(super) fn decode(encoded: &[u8]) -> Vec<ResourceSpans> {
     // Only this process encoded these bytes.
     ExportTraceServiceRequest::decode(encoded)
         .map(|r| r.resource_spans)
@@ -287,9 +283,8 @@ impl Ingester {
             let bytes = trace.bytes();
             self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
             // A late span of a trace already in the head block joins it there.
-            if let Some(head) = state.head.get_mut(&id) {
-                head.append(&trace);
-                state.head_bytes += bytes;
+            if state.head.contains(&id) {
+                state.head.add(id, trace, now);
                 continue;
             }
             match state.live.get_mut(&id) {
@@ -311,16 +306,16 @@ impl Ingester {
     }
 
     /// Everything `tenant` has in memory as span-table record batches (with `dedicated`
-    /// columns), one trace at a time in trace id order; parts of a trace held in several
-    /// places (live and head) are combined first.
+    /// columns). Live traces are converted for each call; the head and the blocks being
+    /// written keep their rows until they change.
     pub fn live_spans(
         &self,
         tenant: &str,
         dedicated: &[crate::config::DedicatedColumn],
     ) -> Result<LiveSpans, arrow::error::ArrowError> {
-        let (batches, _, flushing_blocks) = self.snapshot(tenant, dedicated)?;
+        let (rows, flushing_blocks) = self.snapshot(tenant, dedicated)?;
         Ok(LiveSpans {
-            batches,
+            batches: rows.iter().flat_map(|r| r.batches.clone()).collect(),
             flushing_blocks,
         })
     }
@@ -330,59 +325,81 @@ impl Ingester {
         &self,
         tenant: &str,
     ) -> Result<crate::storage::TagCatalog, arrow::error::ArrowError> {
-        Ok(self.snapshot(tenant, &[])?.1)
+        let (rows, _) = self.snapshot(tenant, &self.options.block.dedicated_columns)?;
+        let mut catalog = crate::storage::TagCatalog::default();
+        for part in rows {
+            catalog.merge(&part.catalog);
+        }
+        Ok(catalog)
     }
 
+    /// The rows of everything `tenant` holds, and the blocks being written among them.
     fn snapshot(
         &self,
         tenant: &str,
         dedicated: &[crate::config::DedicatedColumn],
-    ) -> Result<
-        (
-            Vec<arrow::array::RecordBatch>,
-            crate::storage::TagCatalog,
-            Vec<Uuid>,
-        ),
-        arrow::error::ArrowError,
-    > {
-        // Copy the encoded traces out under the lock; decode and convert outside it.
-        let mut traces: BTreeMap<TraceId, Vec<Vec<u8>>> = BTreeMap::new();
-        let mut flushing_blocks = Vec::new();
-        {
+    ) -> Result<(Vec<Arc<Rows>>, Vec<Uuid>), arrow::error::ArrowError> {
+        // Rows kept are only for the ingester's own columns.
+        let reuse = dedicated == self.options.block.dedicated_columns.as_slice();
+        // Copy what needs converting out under the lock; convert outside it.
+        let (live, mut rows, head_pending, flushing_pending, flushing_blocks) = {
             let tenants = self.tenants.lock().expect("ingester lock");
             let Some(state) = tenants.get(tenant) else {
                 return Ok(Default::default());
             };
-            for (id, live) in &state.live {
-                traces
-                    .entry(*id)
-                    .or_default()
-                    .push(live.trace.encoded.clone());
+            let live: Vec<(TraceId, Vec<u8>)> = state
+                .live
+                .iter()
+                .map(|(id, t)| (*id, t.trace.encoded.clone()))
+                .collect();
+            let (mut rows, mut head_pending) = state.head.rows();
+            if !reuse {
+                rows.clear();
+                head_pending = state.head.rows_anew();
             }
-            for (id, head) in &state.head {
-                traces.entry(*id).or_default().push(head.encoded.clone());
+            let mut flushing_pending = Vec::new();
+            for flushing in &state.flushing {
+                match &flushing.rows {
+                    Some(r) if reuse => rows.push(r.clone()),
+                    _ => flushing_pending.push((flushing.block_id, flushing.traces.clone())),
+                }
             }
-            for (block, flushing) in &state.flushing {
-                flushing_blocks.push(*block);
-                for (id, trace) in flushing.iter() {
-                    traces.entry(*id).or_default().push(trace.encoded.clone());
+            let blocks = state.flushing.iter().map(|f| f.block_id).collect();
+            (live, rows, head_pending, flushing_pending, blocks)
+        };
+        let mut live = live;
+        live.sort_by_key(|(id, _)| *id);
+        rows.push(Arc::new(Rows::convert(
+            live.iter()
+                .map(|(id, encoded)| (*id, vec![encoded.as_slice()])),
+            dedicated,
+        )?));
+        let mut made_head = Vec::new();
+        for pending in head_pending {
+            let made = Arc::new(Rows::of(&pending.traces, dedicated)?);
+            rows.push(made.clone());
+            made_head.push((pending.version, made));
+        }
+        let mut made_flushing = Vec::new();
+        for (block_id, traces) in flushing_pending {
+            let made = Arc::new(Rows::of(&traces, dedicated)?);
+            rows.push(made.clone());
+            made_flushing.push((block_id, made));
+        }
+        if reuse && (!made_head.is_empty() || !made_flushing.is_empty()) {
+            let mut tenants = self.tenants.lock().expect("ingester lock");
+            if let Some(state) = tenants.get_mut(tenant) {
+                for (version, made) in made_head {
+                    state.head.keep_rows(version, made);
+                }
+                for (block_id, made) in made_flushing {
+                    if let Some(f) = state.flushing.iter_mut().find(|f| f.block_id == block_id) {
+                        f.rows = Some(made);
+                    }
                 }
             }
         }
-        let mut builder = crate::storage::to_arrow::SpanBatchBuilder::new(dedicated);
-        let mut batches = Vec::new();
-        for (id, parts) in traces {
-            let combined = combine(parts.iter().map(|p| decode(p)));
-            let spans = crate::storage::to_arrow::trace_span_refs(&combined);
-            builder.append_trace(id, &spans)?;
-            if builder.len() >= 8192 {
-                batches.push(builder.finish()?);
-            }
-        }
-        if !builder.is_empty() {
-            batches.push(builder.finish()?);
-        }
-        Ok((batches, builder.take_catalog().finish(), flushing_blocks))
+        Ok((rows, flushing_blocks))
     }
 
     /// Every part of trace `id` held in memory (live, head, being flushed).
@@ -398,8 +415,8 @@ impl Ingester {
         if let Some(head) = state.head.get(id) {
             parts.push(decode(&head.encoded));
         }
-        for (_, flushing) in &state.flushing {
-            if let Some(trace) = flushing.get(id) {
+        for flushing in &state.flushing {
+            if let Some(trace) = flushing.traces.get(id) {
                 parts.push(decode(&trace.encoded));
             }
         }
@@ -422,18 +439,17 @@ impl Ingester {
                     .collect();
                 for id in idle {
                     let trace = state.live.remove(&id).expect("listed");
-                    state.head_bytes += trace.trace.bytes();
-                    hold(&mut state.head, id, trace.trace);
-                    state.head_since.get_or_insert(now);
+                    state.head.add(id, trace.trace, now);
                 }
                 metrics::LIVE_TRACES
                     .with_label_values(&[tenant.as_str()])
                     .set(state.live.len() as i64);
                 due |= !state.head.is_empty()
                     && (force
-                        || state.head_bytes >= self.options.max_block_bytes
+                        || state.head.bytes() >= self.options.max_block_bytes
                         || state
-                            .head_since
+                            .head
+                            .since()
                             .is_some_and(|t| now - t >= self.options.max_block_duration));
             }
             due
@@ -460,13 +476,15 @@ impl Ingester {
                         relog.push((tenant.clone(), live.trace.encoded.clone()));
                     }
                     if !state.head.is_empty() {
-                        let head = std::mem::take(&mut state.head);
-                        state.head_bytes = 0;
-                        state.head_since = None;
+                        let head = state.head.take();
                         for block in split_head(head, self.options.max_block_bytes) {
-                            let (id, block) = (Uuid::new_v4(), Arc::new(block));
-                            state.flushing.push((id, block.clone()));
-                            cut.push((tenant.clone(), id, block));
+                            let (block_id, traces) = (Uuid::new_v4(), Arc::new(block));
+                            state.flushing.push(Flushing {
+                                block_id,
+                                traces: traces.clone(),
+                                rows: None,
+                            });
+                            cut.push((tenant.clone(), block_id, traces));
                         }
                     }
                 }
@@ -490,7 +508,7 @@ impl Ingester {
             }
             let mut tenants = self.tenants.lock().expect("ingester lock");
             let state = tenants.entry(tenant.clone()).or_default();
-            state.flushing.retain(|(id, _)| *id != block_id);
+            state.flushing.retain(|f| f.block_id != block_id);
             match result {
                 Ok(meta) => {
                     tracing::info!(block = %meta.block_id, tenant, traces = meta.total_traces, spans = meta.total_spans, bytes = meta.size, "block written");
@@ -503,11 +521,10 @@ impl Ingester {
                     metrics::FLUSH_FAILURES.inc();
                     // Back into the head block, to be cut again at the next tick.
                     let head = Arc::try_unwrap(head).unwrap_or_else(|shared| (*shared).clone());
+                    let now = Instant::now();
                     for (id, trace) in head {
-                        hold(&mut state.head, id, trace);
+                        state.head.add(id, trace, now);
                     }
-                    state.head_bytes += bytes;
-                    state.head_since.get_or_insert(Instant::now());
                     failed = Some(error);
                 }
             }

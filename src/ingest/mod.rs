@@ -2,6 +2,7 @@
 //! ingester (WAL, live traces, head block, block cutting). Hands finished blocks to `storage`.
 
 pub mod distributor;
+mod head;
 pub mod ingester;
 pub mod metrics;
 pub mod otlp_grpc;

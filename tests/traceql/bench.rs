@@ -6,13 +6,16 @@ use std::process::Command;
 use crate::support::binary;
 
 /// The figures a run must report, by name (searches and column groups checked separately).
-const FIGURES: [&str; 13] = [
+const FIGURES: [&str; 20] = [
     "generate.spans_per_s",
     "ingest.grpc_spans_per_s",
     "ingest.http_spans_per_s",
     "ingest.peak_rss_mib",
     "lookup.live_p50_ms",
     "lookup.live_p99_ms",
+    "live.held_spans",
+    "live.search_attribute_match_ms",
+    "live.tags_v2_ms",
     "flush.all_in_blocks_s",
     "disk.bytes_per_span",
     "lookup.blocks_p50_ms",
@@ -20,6 +23,10 @@ const FIGURES: [&str; 13] = [
     "tags.tags_v2.median_ms",
     "tags.tag_values_v2.median_ms",
     "write.spans_per_s",
+    "head.spans",
+    "head.search_cold_ms",
+    "head.search_warm_ms",
+    "head.tags_ms",
 ];
 
 #[test]

@@ -518,3 +518,92 @@ async fn a_block_being_committed_is_read_once() {
     assert_eq!(cutting.await.unwrap().unwrap(), 1);
     assert_eq!(count(&ctx, sql).await, sent);
 }
+
+/// Queries keep the rows of the head block between searches; a late span joining a trace in
+/// the head, and traces joining the head, are seen by the next query all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_rows_kept_between_queries_follow_every_change() {
+    use std::time::Duration;
+    use tracefusion::exec::session::serving_session;
+    use tracefusion::ingest::ingester::{Ingester, IngesterOptions};
+    use tracefusion::ingest::wal::SyncPolicy;
+    use tracefusion::storage::TraceReader;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(dir.path());
+    let blocklist = Arc::new(Blocklist::new(store.clone()));
+    let ingester = Ingester::open(
+        IngesterOptions {
+            // Every trace goes to the head at the next tick; nothing is cut.
+            trace_idle_period: Duration::ZERO,
+            max_block_duration: Duration::from_secs(3600),
+            max_block_bytes: 1 << 30,
+            max_memory_bytes: 1 << 30,
+            max_bytes_per_trace: 0,
+            block: BlockOptions::default(),
+        },
+        &dir.path().join("wal"),
+        SyncPolicy::Never,
+        store.clone(),
+        blocklist.clone(),
+    )
+    .unwrap();
+    let reader = Arc::new(TraceReader::new(store.clone(), blocklist.clone()));
+    let ctx = serving_session(
+        store.clone(),
+        reader,
+        ingester.clone(),
+        "single-tenant",
+        &DedicatedColumn::defaults(),
+    )
+    .unwrap();
+    let sql = "SELECT count(*) FROM spans";
+    let traces = generate(93, 400);
+    let entries: Vec<_> = traces.iter().map(|(k, v)| (*k, v.clone())).collect();
+    let (first, second) = entries.split_at(300);
+    ingester
+        .push("single-tenant", first.iter().cloned().collect())
+        .await
+        .unwrap();
+    assert_eq!(ingester.tick(false).await.unwrap(), 0, "nothing is cut");
+    let mut expected = spans(&first.iter().cloned().collect()).len() as i64;
+    assert_eq!(count(&ctx, sql).await, expected);
+    assert_eq!(count(&ctx, sql).await, expected, "the same from kept rows");
+
+    // A late span of a trace in the head.
+    let (id, batches) = &first[7];
+    let mut late = batches[0].clone();
+    late.scope_spans.truncate(1);
+    late.scope_spans[0].spans.truncate(1);
+    late.scope_spans[0].spans[0].span_id = vec![0xee; 8];
+    late.scope_spans[0].spans[0].name = "late span".into();
+    ingester
+        .push("single-tenant", [(*id, vec![late])].into_iter().collect())
+        .await
+        .unwrap();
+    expected += 1;
+    assert_eq!(count(&ctx, sql).await, expected, "the late span is read");
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM spans WHERE name = 'late span' AND nested_set_left > 0"
+        )
+        .await,
+        1,
+        "the late span is part of its trace's structure"
+    );
+
+    // More traces join the head.
+    ingester
+        .push("single-tenant", second.iter().cloned().collect())
+        .await
+        .unwrap();
+    ingester.tick(false).await.unwrap();
+    expected += spans(&second.iter().cloned().collect()).len() as i64;
+    assert_eq!(count(&ctx, sql).await, expected);
+    assert_eq!(count(&ctx, sql).await, expected);
+    assert_eq!(
+        count(&ctx, "SELECT count(DISTINCT trace_id) FROM spans").await,
+        traces.len() as i64
+    );
+}
