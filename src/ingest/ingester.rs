@@ -5,7 +5,9 @@
 //!
 //! Traces are held protobuf-encoded (an `ExportTraceServiceRequest` per trace; appending two
 //! encodings concatenates their resource-spans), which is several times smaller than decoded
-//! OTLP structs; they are decoded one trace at a time when read or written to a block.
+//! OTLP structs; they are decoded one trace at a time when read or written to a block. Live
+//! and head traces are held in chunks whose span-table rows queries keep until the chunk
+//! changes (`chunks.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -19,7 +21,7 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 use uuid::Uuid;
 
-use super::head::{Head, Rows};
+use super::chunks::{Chunks, Rows};
 use super::metrics;
 use super::wal::{SyncPolicy, Wal, WalError};
 use crate::storage::block::BlockError;
@@ -103,15 +105,14 @@ pub struct Refused {
     pub limit: u64,
 }
 
-struct LiveTrace {
-    trace: HeldTrace,
-    last_append: Instant,
-}
-
 #[derive(Default)]
 struct TenantState {
-    live: HashMap<TraceId, LiveTrace>,
-    head: Head,
+    /// Traces still receiving spans.
+    live: Chunks,
+    last_append: HashMap<TraceId, Instant>,
+    /// Traces gone idle, until the head block is cut.
+    head: Chunks,
+    head_since: Option<Instant>,
     /// Blocks being written: still readable until they are in the blocklist.
     flushing: Vec<Flushing>,
 }
@@ -263,7 +264,7 @@ impl Ingester {
         let state = tenants.get(tenant);
         traces.retain(|id, trace| {
             let held = state.map_or(0, |s| {
-                s.live.get(id).map_or(0, |t| t.trace.bytes())
+                s.live.get(id).map_or(0, HeldTrace::bytes)
                     + s.head.get(id).map_or(0, HeldTrace::bytes)
             });
             if held + trace.bytes() <= limit {
@@ -284,30 +285,16 @@ impl Ingester {
             self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
             // A late span of a trace already in the head block joins it there.
             if state.head.contains(&id) {
-                state.head.add(id, trace, now);
-                continue;
-            }
-            match state.live.get_mut(&id) {
-                Some(live) => {
-                    live.trace.append(&trace);
-                    live.last_append = now;
-                }
-                None => {
-                    state.live.insert(
-                        id,
-                        LiveTrace {
-                            trace,
-                            last_append: now,
-                        },
-                    );
-                }
+                state.head.add(id, trace);
+            } else {
+                state.live.add(id, trace);
+                state.last_append.insert(id, now);
             }
         }
     }
 
     /// Everything `tenant` has in memory as span-table record batches (with `dedicated`
-    /// columns). Live traces are converted for each call; the head and the blocks being
-    /// written keep their rows until they change.
+    /// columns). Rows are kept between calls, for each chunk of traces until it changes.
     pub fn live_spans(
         &self,
         tenant: &str,
@@ -342,20 +329,22 @@ impl Ingester {
         // Rows kept are only for the ingester's own columns.
         let reuse = dedicated == self.options.block.dedicated_columns.as_slice();
         // Copy what needs converting out under the lock; convert outside it.
-        let (live, mut rows, head_pending, flushing_pending, flushing_blocks) = {
+        let (mut rows, pending, flushing_pending, flushing_blocks) = {
             let tenants = self.tenants.lock().expect("ingester lock");
             let Some(state) = tenants.get(tenant) else {
                 return Ok(Default::default());
             };
-            let live: Vec<(TraceId, Vec<u8>)> = state
-                .live
-                .iter()
-                .map(|(id, t)| (*id, t.trace.encoded.clone()))
-                .collect();
-            let (mut rows, mut head_pending) = state.head.rows();
-            if !reuse {
-                rows.clear();
-                head_pending = state.head.rows_anew();
+            let mut rows = Vec::new();
+            let mut pending = Vec::new();
+            for (in_head, chunks) in [(false, &state.live), (true, &state.head)] {
+                let to_make = if reuse {
+                    let (ready, to_make) = chunks.rows();
+                    rows.extend(ready);
+                    to_make
+                } else {
+                    chunks.rows_anew()
+                };
+                pending.extend(to_make.into_iter().map(|p| (in_head, p)));
             }
             let mut flushing_pending = Vec::new();
             for flushing in &state.flushing {
@@ -365,20 +354,13 @@ impl Ingester {
                 }
             }
             let blocks = state.flushing.iter().map(|f| f.block_id).collect();
-            (live, rows, head_pending, flushing_pending, blocks)
+            (rows, pending, flushing_pending, blocks)
         };
-        let mut live = live;
-        live.sort_by_key(|(id, _)| *id);
-        rows.push(Arc::new(Rows::convert(
-            live.iter()
-                .map(|(id, encoded)| (*id, vec![encoded.as_slice()])),
-            dedicated,
-        )?));
-        let mut made_head = Vec::new();
-        for pending in head_pending {
-            let made = Arc::new(Rows::of(&pending.traces, dedicated)?);
+        let mut made_chunks = Vec::new();
+        for (in_head, chunk) in pending {
+            let made = Arc::new(Rows::of(&chunk.traces, dedicated)?);
             rows.push(made.clone());
-            made_head.push((pending.version, made));
+            made_chunks.push((in_head, chunk.version, made));
         }
         let mut made_flushing = Vec::new();
         for (block_id, traces) in flushing_pending {
@@ -386,11 +368,16 @@ impl Ingester {
             rows.push(made.clone());
             made_flushing.push((block_id, made));
         }
-        if reuse && (!made_head.is_empty() || !made_flushing.is_empty()) {
+        if reuse && (!made_chunks.is_empty() || !made_flushing.is_empty()) {
             let mut tenants = self.tenants.lock().expect("ingester lock");
             if let Some(state) = tenants.get_mut(tenant) {
-                for (version, made) in made_head {
-                    state.head.keep_rows(version, made);
+                for (in_head, version, made) in made_chunks {
+                    let chunks = if in_head {
+                        &mut state.head
+                    } else {
+                        &mut state.live
+                    };
+                    chunks.keep_rows(version, made);
                 }
                 for (block_id, made) in made_flushing {
                     if let Some(f) = state.flushing.iter_mut().find(|f| f.block_id == block_id) {
@@ -410,7 +397,7 @@ impl Ingester {
         };
         let mut parts = Vec::new();
         if let Some(live) = state.live.get(id) {
-            parts.push(decode(&live.trace.encoded));
+            parts.push(decode(&live.encoded));
         }
         if let Some(head) = state.head.get(id) {
             parts.push(decode(&head.encoded));
@@ -432,14 +419,16 @@ impl Ingester {
             let mut due = false;
             for (tenant, state) in tenants.iter_mut() {
                 let idle: Vec<TraceId> = state
-                    .live
+                    .last_append
                     .iter()
-                    .filter(|(_, t)| force || now - t.last_append >= self.options.trace_idle_period)
+                    .filter(|(_, t)| force || now - **t >= self.options.trace_idle_period)
                     .map(|(id, _)| *id)
                     .collect();
                 for id in idle {
-                    let trace = state.live.remove(&id).expect("listed");
-                    state.head.add(id, trace.trace, now);
+                    state.last_append.remove(&id);
+                    let trace = state.live.remove(&id).expect("live trace");
+                    state.head.add(id, trace);
+                    state.head_since.get_or_insert(now);
                 }
                 metrics::LIVE_TRACES
                     .with_label_values(&[tenant.as_str()])
@@ -448,8 +437,7 @@ impl Ingester {
                     && (force
                         || state.head.bytes() >= self.options.max_block_bytes
                         || state
-                            .head
-                            .since()
+                            .head_since
                             .is_some_and(|t| now - t >= self.options.max_block_duration));
             }
             due
@@ -472,11 +460,12 @@ impl Ingester {
                 let mut relog = Vec::new();
                 let mut cut = Vec::new();
                 for (tenant, state) in tenants.iter_mut() {
-                    for live in state.live.values() {
-                        relog.push((tenant.clone(), live.trace.encoded.clone()));
+                    for (_, live) in state.live.iter() {
+                        relog.push((tenant.clone(), live.encoded.clone()));
                     }
                     if !state.head.is_empty() {
                         let head = state.head.take();
+                        state.head_since = None;
                         for block in split_head(head, self.options.max_block_bytes) {
                             let (block_id, traces) = (Uuid::new_v4(), Arc::new(block));
                             state.flushing.push(Flushing {
@@ -523,8 +512,9 @@ impl Ingester {
                     let head = Arc::try_unwrap(head).unwrap_or_else(|shared| (*shared).clone());
                     let now = Instant::now();
                     for (id, trace) in head {
-                        state.head.add(id, trace, now);
+                        state.head.add(id, trace);
                     }
+                    state.head_since.get_or_insert(now);
                     failed = Some(error);
                 }
             }

@@ -1,8 +1,8 @@
 //! Write path: receivers (OTLP, Jaeger, Zipkin) → distributor (validation, tenants, limits) →
 //! ingester (WAL, live traces, head block, block cutting). Hands finished blocks to `storage`.
 
+mod chunks;
 pub mod distributor;
-mod head;
 pub mod ingester;
 pub mod metrics;
 pub mod otlp_grpc;

@@ -519,10 +519,11 @@ async fn a_block_being_committed_is_read_once() {
     assert_eq!(count(&ctx, sql).await, sent);
 }
 
-/// Queries keep the rows of the head block between searches; a late span joining a trace in
-/// the head, and traces joining the head, are seen by the next query all the same.
+/// Queries keep the rows of what the ingester holds (live and head) between searches; spans
+/// joining a live trace or a trace in the head, and traces moving to the head, are seen by the
+/// next query all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn head_rows_kept_between_queries_follow_every_change() {
+async fn rows_kept_between_queries_follow_every_change() {
     use std::time::Duration;
     use tracefusion::exec::session::serving_session;
     use tracefusion::ingest::ingester::{Ingester, IngesterOptions};
@@ -561,26 +562,39 @@ async fn head_rows_kept_between_queries_follow_every_change() {
     let traces = generate(93, 400);
     let entries: Vec<_> = traces.iter().map(|(k, v)| (*k, v.clone())).collect();
     let (first, second) = entries.split_at(300);
+    // One more span of trace `at` of the first part, with span id `byte`s.
+    let late = |at: usize, byte: u8| {
+        let (id, batches) = &first[at];
+        let mut late = batches[0].clone();
+        late.scope_spans.truncate(1);
+        late.scope_spans[0].spans.truncate(1);
+        late.scope_spans[0].spans[0].span_id = vec![byte; 8];
+        late.scope_spans[0].spans[0].name = "late span".into();
+        [(*id, vec![late])].into_iter().collect()
+    };
     ingester
         .push("single-tenant", first.iter().cloned().collect())
         .await
         .unwrap();
-    assert_eq!(ingester.tick(false).await.unwrap(), 0, "nothing is cut");
     let mut expected = spans(&first.iter().cloned().collect()).len() as i64;
+    // Live traces, read twice, then one of them grows.
+    assert_eq!(count(&ctx, sql).await, expected, "live");
+    assert_eq!(count(&ctx, sql).await, expected, "live, from kept rows");
+    ingester.push("single-tenant", late(3, 0xdd)).await.unwrap();
+    expected += 1;
+    assert_eq!(
+        count(&ctx, sql).await,
+        expected,
+        "a span joins a live trace"
+    );
+
+    // All gone idle: in the head.
+    assert_eq!(ingester.tick(false).await.unwrap(), 0, "nothing is cut");
     assert_eq!(count(&ctx, sql).await, expected);
     assert_eq!(count(&ctx, sql).await, expected, "the same from kept rows");
 
     // A late span of a trace in the head.
-    let (id, batches) = &first[7];
-    let mut late = batches[0].clone();
-    late.scope_spans.truncate(1);
-    late.scope_spans[0].spans.truncate(1);
-    late.scope_spans[0].spans[0].span_id = vec![0xee; 8];
-    late.scope_spans[0].spans[0].name = "late span".into();
-    ingester
-        .push("single-tenant", [(*id, vec![late])].into_iter().collect())
-        .await
-        .unwrap();
+    ingester.push("single-tenant", late(7, 0xee)).await.unwrap();
     expected += 1;
     assert_eq!(count(&ctx, sql).await, expected, "the late span is read");
     assert_eq!(
@@ -589,8 +603,8 @@ async fn head_rows_kept_between_queries_follow_every_change() {
             "SELECT count(*) FROM spans WHERE name = 'late span' AND nested_set_left > 0"
         )
         .await,
-        1,
-        "the late span is part of its trace's structure"
+        2,
+        "the late spans are part of their traces' structure"
     );
 
     // More traces join the head.
