@@ -284,15 +284,19 @@ pub fn run(options: &BenchOptions, command: String) -> anyhow::Result<Report> {
         "spans",
         Better::Neither,
     );
+    // The first search converts what the ingester holds to rows; the second reuses them,
+    // except where traces grew, went idle or were cut in between.
     let (name, query) = SEARCHES[0];
-    let started = Instant::now();
-    runtime.block_on(server.get_json("/api/search", &[("q", query)]))?;
-    report.push(
-        format!("live.search_{name}_ms"),
-        millis(started.elapsed()),
-        "ms",
-        Better::Lower,
-    );
+    for run in ["first", "second"] {
+        let started = Instant::now();
+        runtime.block_on(server.get_json("/api/search", &[("q", query)]))?;
+        report.push(
+            format!("live.search_{name}_{run}_ms"),
+            millis(started.elapsed()),
+            "ms",
+            Better::Lower,
+        );
+    }
     let started = Instant::now();
     runtime.block_on(server.get_json("/api/v2/search/tags", &[]))?;
     report.push(

@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::support::binary;
 
 /// The figures a run must report, by name (searches and column groups checked separately).
-const FIGURES: [&str; 20] = [
+const FIGURES: [&str; 21] = [
     "generate.spans_per_s",
     "ingest.grpc_spans_per_s",
     "ingest.http_spans_per_s",
@@ -14,7 +14,8 @@ const FIGURES: [&str; 20] = [
     "lookup.live_p50_ms",
     "lookup.live_p99_ms",
     "live.held_spans",
-    "live.search_attribute_match_ms",
+    "live.search_attribute_match_first_ms",
+    "live.search_attribute_match_second_ms",
     "live.tags_v2_ms",
     "flush.all_in_blocks_s",
     "disk.bytes_per_span",
