@@ -170,9 +170,10 @@ fn span_key(id: &[u8]) -> Option<u64> {
     (key != 0).then_some(key)
 }
 
-/// Numbers the spans of one trace depth-first from each root (roots in the given order): `left`
-/// on the way down, `right` on the way up, one counter from 1. Spans whose parent is missing
-/// keep zeros, so structural operators never match through a gap.
+/// Numbers the spans of one trace depth-first from each root: `left` on the way down, `right`
+/// on the way up, one counter from 1. Roots, and the children of a span, are taken in order of
+/// start time (then span id), so the numbers do not depend on how the spans were sent. Spans
+/// whose parent is missing keep zeros, so structural operators never match through a gap.
 pub fn nested_set(spans: &[&Span]) -> Vec<NestedSet> {
     let n = spans.len();
     let mut out = vec![NestedSet::default(); n];
@@ -207,17 +208,20 @@ pub fn nested_set(spans: &[&Span]) -> Vec<NestedSet> {
             fill[p] += 1;
         }
     }
+    let by_start = |&i: &usize| (spans[i].start_time_unix_nano, spans[i].span_id.as_slice());
     for i in 0..n {
         out[i].child_count = (starts[i + 1] - starts[i]) as i32;
+        children[starts[i]..starts[i + 1]].sort_by_key(by_start);
     }
+    let mut roots: Vec<usize> = (0..n)
+        .filter(|&i| span_key(&spans[i].parent_span_id).is_none())
+        .collect();
+    roots.sort_by_key(by_start);
 
     let mut counter = 1i32;
     let mut visited = vec![false; n];
     let mut stack: Vec<(usize, usize)> = Vec::new();
-    for root in 0..n {
-        if span_key(&spans[root].parent_span_id).is_some() {
-            continue;
-        }
+    for root in roots {
         visited[root] = true;
         out[root].left = counter;
         out[root].parent = -1;

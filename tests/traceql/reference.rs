@@ -250,12 +250,61 @@ impl RefTrace {
             }
             Intrinsic::InstrumentationName => V::Str(s.scope_name.clone()),
             Intrinsic::InstrumentationVersion => V::Str(s.scope_version.clone()),
+            Intrinsic::NestedSetLeft => V::Int(self.nested_set(at.span).0),
+            Intrinsic::NestedSetRight => V::Int(self.nested_set(at.span).1),
+            Intrinsic::NestedSetParent => V::Int(self.nested_set(at.span).2),
             Intrinsic::EventName => event.map_or(V::Nil, |e| V::Str(e.name.clone())),
             Intrinsic::EventTimeSinceStart => event.map_or(V::Nil, |e| V::Dur(e.time - s.start)),
             Intrinsic::LinkTraceId => link.map_or(V::Nil, |l| V::Str(hex::encode(&l.trace_id))),
             Intrinsic::LinkSpanId => link.map_or(V::Nil, |l| V::Str(hex::encode(&l.span_id))),
             other => panic!("the reference does not model {other:?}"),
         }
+    }
+
+    /// (left, right, parent's left) of span `i`: its part numbered depth first from each root
+    /// (roots and children by start time, then span id), one counter from 1; -1 as the parent
+    /// of a root; zeros for a span no root reaches.
+    fn nested_set(&self, i: usize) -> (i64, i64, i64) {
+        fn visit(
+            t: &RefTrace,
+            node: usize,
+            parent_left: i64,
+            counter: &mut i64,
+            out: &mut HashMap<usize, (i64, i64, i64)>,
+        ) {
+            let left = *counter;
+            *counter += 1;
+            out.insert(node, (left, 0, parent_left));
+            let s = &t.spans[node];
+            let mut children: Vec<usize> = (0..t.spans.len())
+                .filter(|&child| {
+                    let c = &t.spans[child];
+                    child != node
+                        && c.part == s.part
+                        && c.parent_id == Some(s.span_id)
+                        && t.parent(child) == Some(node)
+                })
+                .collect();
+            children.sort_by_key(|&c| (t.spans[c].start, t.spans[c].span_id));
+            for child in children {
+                if !out.contains_key(&child) {
+                    visit(t, child, left, counter, out);
+                }
+            }
+            out.get_mut(&node).expect("visited").1 = *counter;
+            *counter += 1;
+        }
+        let part = self.spans[i].part;
+        let mut out = HashMap::new();
+        let mut counter = 1;
+        let mut roots: Vec<usize> = (0..self.spans.len())
+            .filter(|&r| self.spans[r].part == part && self.spans[r].parent_id.is_none())
+            .collect();
+        roots.sort_by_key(|&r| (self.spans[r].start, self.spans[r].span_id));
+        for root in roots {
+            visit(self, root, -1, &mut counter, &mut out);
+        }
+        out.get(&i).copied().unwrap_or((0, 0, 0))
     }
 
     fn attribute(&self, at: At, a: &Attribute) -> V {
