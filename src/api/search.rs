@@ -323,7 +323,17 @@ pub(crate) fn trace_proto(t: &TraceMatch) -> tempopb::TraceSearchMetadata {
         duration_ms: (t.duration_nanos / 1_000_000) as u32,
         span_set: span_sets.first().cloned(),
         span_sets,
-        service_stats: HashMap::new(),
+        service_stats: t
+            .service_stats
+            .iter()
+            .map(|s| {
+                let counts = tempopb::ServiceStats {
+                    span_count: s.spans as u32,
+                    error_count: s.errors as u32,
+                };
+                (s.service.clone(), counts)
+            })
+            .collect(),
     }
 }
 
@@ -466,6 +476,19 @@ fn trace_json(t: &TraceMatch) -> Json {
         object.insert("spanSet".into(), first.clone());
     }
     put(&mut object, "spanSets", Json::Array(sets));
+    if !t.service_stats.is_empty() {
+        let stats: Map<String, Json> = t
+            .service_stats
+            .iter()
+            .map(|s| {
+                let mut counts = Map::new();
+                put(&mut counts, "spanCount", json!(s.spans));
+                put(&mut counts, "errorCount", json!(s.errors));
+                (s.service.clone(), Json::Object(counts))
+            })
+            .collect();
+        object.insert("serviceStats".into(), Json::Object(stats));
+    }
     Json::Object(object)
 }
 

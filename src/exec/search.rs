@@ -11,6 +11,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, lit};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionContext;
@@ -87,6 +88,16 @@ pub struct TraceMatch {
     pub duration_nanos: i64,
     /// Ordered by spanset key (`by()` values), so the same query gives the same order.
     pub span_sets: Vec<SpansetMatch>,
+    /// Every span of the trace read by the search (not only the matched ones), by service.
+    pub service_stats: Vec<ServiceStats>,
+}
+
+/// Spans of a trace from one service, and how many of them have status error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceStats {
+    pub service: String,
+    pub spans: u64,
+    pub errors: u64,
 }
 
 /// What a search read.
@@ -202,14 +213,86 @@ pub async fn search_with_progress(
             _ => false,
         };
         if last || settled {
-            return Ok(SearchResult {
-                traces: assembler.finish(),
-                stats,
-            });
+            let mut traces = assembler.finish();
+            add_service_stats(&state, &mut traces, options, &mut stats).await?;
+            return Ok(SearchResult { traces, stats });
         }
         progress(&stats);
         blocks = next_pass_blocks(blocks, total, assembler.kept(), options.limit);
     }
+}
+
+/// Fills in the service stats of `traces`: every span of theirs in what the last pass read
+/// (the same blocks, live data and time range), counted by service and status.
+async fn add_service_stats(
+    state: &SessionState,
+    traces: &mut [TraceMatch],
+    options: &SearchOptions,
+    stats: &mut SearchStats,
+) -> Result<()> {
+    use crate::planner::field::ident;
+    use datafusion::functions::core::expr_fn::coalesce;
+    use datafusion::functions_aggregate::count::count_all;
+    use datafusion::functions_aggregate::expr_fn::sum;
+    if traces.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Expr> = traces
+        .iter()
+        .map(|t| {
+            lit(ScalarValue::FixedSizeBinary(
+                16,
+                Some(t.trace_id.0.to_vec()),
+            ))
+        })
+        .collect();
+    // An IN list lets the block scan keep only blocks whose bloom filters may hold the traces.
+    let mut filter = ident(schema::TRACE_ID).in_list(ids, false);
+    if let Some(range) = range_filter(options.start, options.end) {
+        filter = filter.and(range);
+    }
+    let ctx = SessionContext::new_with_state(state.clone());
+    let counted = ctx.table("spans").await?.filter(filter)?.aggregate(
+        vec![
+            ident(schema::TRACE_ID),
+            coalesce(vec![ident(schema::SERVICE_NAME), lit("")]).alias("service"),
+        ],
+        vec![
+            count_all().alias("spans"),
+            sum(cast_expr(ident(schema::STATUS_CODE).eq(lit("error")))).alias("errors"),
+        ],
+    )?;
+    let physical = counted.create_physical_plan().await?;
+    let mut stream = execute_stream(physical.clone(), state.task_ctx())?;
+    let mut by_trace: HashMap<TraceId, Vec<ServiceStats>> = HashMap::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let ids = column(&batch, schema::TRACE_ID, &DataType::FixedSizeBinary(16))?;
+        let ids = ids.as_fixed_size_binary();
+        let services = strings(&batch, "service")?;
+        let spans = ints(&batch, "spans")?;
+        let errors = ints(&batch, "errors")?;
+        for row in 0..batch.num_rows() {
+            let id = TraceId(ids.value(row).try_into().expect("16-byte trace ids"));
+            by_trace.entry(id).or_default().push(ServiceStats {
+                service: services.value(row).to_string(),
+                spans: spans.value(row) as u64,
+                errors: errors.value(row) as u64,
+            });
+        }
+    }
+    stats.inspected_bytes += sum_metric(&physical, "bytes_scanned") as u64;
+    for trace in traces {
+        let mut found = by_trace.remove(&trace.trace_id).unwrap_or_default();
+        found.sort_by(|a, b| a.service.cmp(&b.service));
+        trace.service_stats = found;
+    }
+    Ok(())
+}
+
+/// A boolean as 0 or 1, to sum.
+fn cast_expr(e: Expr) -> Expr {
+    datafusion::logical_expr::cast(e, DataType::Int64)
 }
 
 /// The blocks the pass after one over `blocks` of `total` blocks reads, when that pass kept
@@ -419,6 +502,7 @@ impl<'a> Assembler<'a> {
                     root_trace_name: acc.root_trace_name,
                     start_time_unix_nano: acc.start,
                     duration_nanos: acc.end - acc.start,
+                    service_stats: Vec::new(),
                     span_sets: sets
                         .into_iter()
                         .map(|(_, s)| SpansetMatch {

@@ -99,30 +99,49 @@ fn end_nanos(meta: &BlockMeta) -> i64 {
     meta.end_time.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-/// The trace id of a `trace_id = <16-byte literal>` filter.
-fn trace_id_equality(filter: &Expr) -> Option<TraceId> {
+/// The trace ids a filter allows: `trace_id = <16-byte literal>`, `trace_id IN (<literals>)`,
+/// or such filters joined by OR.
+fn trace_ids_of(filter: &Expr) -> Option<Vec<TraceId>> {
+    use datafusion::logical_expr::expr::InList;
     use datafusion::logical_expr::{BinaryExpr, Operator};
     use datafusion::scalar::ScalarValue;
-    let Expr::BinaryExpr(BinaryExpr {
-        left,
-        op: Operator::Eq,
-        right,
-    }) = filter
-    else {
-        return None;
+    let is_trace_id = |e: &Expr| matches!(e, Expr::Column(c) if c.name == TRACE_ID);
+    let id_of = |e: &Expr| match e {
+        Expr::Literal(
+            ScalarValue::FixedSizeBinary(16, Some(bytes)) | ScalarValue::Binary(Some(bytes)),
+            _,
+        ) => Some(TraceId(bytes.as_slice().try_into().ok()?)),
+        _ => None,
     };
-    let value = match (left.as_ref(), right.as_ref()) {
-        (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c))
-            if c.name == TRACE_ID =>
-        {
-            v
+    match filter {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => {
+            if is_trace_id(left) {
+                Some(vec![id_of(right)?])
+            } else if is_trace_id(right) {
+                Some(vec![id_of(left)?])
+            } else {
+                None
+            }
         }
-        _ => return None,
-    };
-    match value {
-        ScalarValue::FixedSizeBinary(16, Some(bytes)) | ScalarValue::Binary(Some(bytes)) => {
-            Some(TraceId(bytes.as_slice().try_into().ok()?))
+        // The optimizer writes a short IN list as equalities joined by OR.
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let mut ids = trace_ids_of(left)?;
+            ids.extend(trace_ids_of(right)?);
+            Some(ids)
         }
+        Expr::InList(InList {
+            expr,
+            list,
+            negated: false,
+        }) if is_trace_id(expr) => list.iter().map(id_of).collect(),
         _ => None,
     }
 }
@@ -279,16 +298,19 @@ impl BlocksTable {
             .filter(|meta| !skip.contains(&meta.block_id))
             .cloned()
             .collect();
-        if let Some(id) = filters.iter().find_map(trace_id_equality) {
+        if let Some(ids) = filters.iter().find_map(trace_ids_of) {
             let mut holding = Vec::with_capacity(blocks.len());
             for meta in blocks {
-                let may_hold = self
-                    .reader
-                    .may_hold(&meta, &id)
-                    .await
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                if may_hold {
-                    holding.push(meta);
+                for id in &ids {
+                    let may_hold = self
+                        .reader
+                        .may_hold(&meta, id)
+                        .await
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    if may_hold {
+                        holding.push(meta);
+                        break;
+                    }
                 }
             }
             blocks = holding;

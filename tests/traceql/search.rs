@@ -551,10 +551,48 @@ fn check_search_shape(body: &serde_json::Value) {
             .unwrap();
         span_set(&trace["spanSet"]);
         assert_eq!(trace["spanSet"], trace["spanSets"][0]);
+        if let Some(stats) = trace["serviceStats"].as_object() {
+            for counts in stats.values() {
+                keys(counts, &["spanCount", "errorCount"], "ServiceStats");
+            }
+        }
         for set in trace["spanSets"].as_array().unwrap() {
             span_set(set);
         }
     }
+}
+
+/// Tempo's `serviceStats` of a trace: spans and error spans per `service.name`.
+fn service_stats_of(batches: &[ResourceSpans]) -> serde_json::Value {
+    let mut stats: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for rs in batches {
+        let service = rs
+            .resource
+            .as_ref()
+            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+            let counts = stats.entry(service.clone()).or_default();
+            counts.0 += 1;
+            if span.status.as_ref().is_some_and(|s| s.code == 2) {
+                counts.1 += 1;
+            }
+        }
+    }
+    let mut object = serde_json::Map::new();
+    for (service, (spans, errors)) in stats {
+        let mut counts = serde_json::Map::new();
+        counts.insert("spanCount".into(), spans.into());
+        if errors > 0 {
+            counts.insert("errorCount".into(), errors.into());
+        }
+        object.insert(service, counts.into());
+    }
+    object.into()
 }
 
 fn trace_ids(body: &serde_json::Value) -> Vec<String> {
@@ -658,6 +696,11 @@ async fn search_and_tag_apis_answer_as_tempo_does() {
                 );
             }
             assert!(trace["rootServiceName"].is_string());
+            assert_eq!(
+                trace["serviceStats"],
+                service_stats_of(&traces[&id]),
+                "{phase}: every span of the trace counted by service"
+            );
         }
     }
 

@@ -276,6 +276,31 @@ async fn trace_id_filters_open_only_blocks_that_may_hold_the_trace() {
         .map(|s| s.spans.len())
         .sum();
     assert_eq!(count(&ctx, &sql).await, spans as i64);
+
+    // An IN list opens the blocks that may hold any of its traces: here two of the ten.
+    let (other, other_trace) = traces.iter().nth(201).unwrap();
+    let sql = format!("SELECT count(*) FROM spans WHERE trace_id IN (X'{id}', X'{other}')");
+    let plan = ctx
+        .sql(&format!("EXPLAIN {sql}"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string();
+    let files = text.matches("data.parquet").count();
+    assert!(
+        (2..=4).contains(&files),
+        "{files} block files in the plan (two hold the traces):\n{text}"
+    );
+    let other_spans: usize = other_trace
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    assert_eq!(count(&ctx, &sql).await, (spans + other_spans) as i64);
 }
 
 /// In a serving process `spans` is blocks and memory together: acknowledged spans are counted
