@@ -185,6 +185,12 @@ impl Planner {
         })
     }
 
+    /// The spans (in range) that the span filter `{ filter }` keeps, with the span table's
+    /// columns and the spanset key.
+    pub fn matching_spans(&self, filter: &FieldExpr) -> Result<LogicalPlan> {
+        self.filter(self.base()?, filter)
+    }
+
     /// Every span (in range), each trace one spanset.
     fn base(&self) -> Result<LogicalPlan> {
         let mut builder = LogicalPlanBuilder::from(self.scan.clone());

@@ -7,6 +7,9 @@ use datafusion::functions_aggregate::count::count_all;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, lit};
 use datafusion::scalar::ScalarValue;
 
+use std::sync::Arc;
+
+use super::Planner;
 use super::field::{FieldLowering, ident};
 use crate::storage::schema::{self, ATTR_KINDS, attr_column};
 use crate::traceql::ast::{FieldExpr, FieldRef};
@@ -47,7 +50,7 @@ pub fn field_values(
         .map(|c| ident(c).is_not_null())
         .reduce(Expr::or)
         .expect("four columns");
-    matching(scan, &fields, span_filter, filter)?
+    matching(scan, schema, complete_columns, span_filter, filter)?
         .project(columns)?
         .filter(any_value)?
         .aggregate(
@@ -85,7 +88,6 @@ pub fn tag_names(
     span_filter: Option<Expr>,
     filter: Option<&FieldExpr>,
 ) -> Result<(LogicalPlan, Vec<NameSource>)> {
-    let fields = FieldLowering::new(schema, complete_columns);
     let mut sources = Vec::new();
     for (prefix, scope) in [
         ("span", "span"),
@@ -118,31 +120,32 @@ pub fn tag_names(
             });
         }
     }
-    let plan = matching(scan, &fields, span_filter, filter)?
+    let plan = matching(scan, schema, complete_columns, span_filter, filter)?
         .project(sources.iter().map(|s| ident(&s.column)))?
         .build()?;
     Ok((plan, sources))
 }
 
-/// The spans of `scan` that pass `span_filter` and `filter`.
+/// The spans of `scan` that pass `span_filter` and `filter` (event and link fields included).
 fn matching(
     scan: LogicalPlan,
-    fields: &FieldLowering,
+    schema: &Schema,
+    complete_columns: &[String],
     span_filter: Option<Expr>,
     filter: Option<&FieldExpr>,
 ) -> Result<LogicalPlanBuilder> {
-    let predicate = [
-        span_filter,
-        filter
-            .map(|f| fields.lower(f).map(|v| v.is_true()))
-            .transpose()?,
-    ]
-    .into_iter()
-    .flatten()
-    .reduce(Expr::and);
-    let builder = LogicalPlanBuilder::from(scan);
-    match predicate {
-        Some(predicate) => builder.filter(predicate),
-        None => Ok(builder),
+    match filter {
+        Some(filter) => Ok(LogicalPlanBuilder::from(
+            Planner::new(scan, Arc::new(schema.clone()), span_filter)
+                .with_complete_columns(complete_columns.to_vec())
+                .matching_spans(filter)?,
+        )),
+        None => {
+            let builder = LogicalPlanBuilder::from(scan);
+            match span_filter {
+                Some(range) => builder.filter(range),
+                None => Ok(builder),
+            }
+        }
     }
 }

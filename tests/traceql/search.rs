@@ -1207,6 +1207,41 @@ async fn tag_values_are_narrowed_by_the_q_filter() {
             ["checkout".to_string()].into_iter().collect(),
             "{phase}"
         );
+        // An event filter narrows too: the services with a span that recorded an exception.
+        let with_exception: std::collections::BTreeSet<String> = traces
+            .values()
+            .flatten()
+            .filter(|rs| {
+                rs.scope_spans
+                    .iter()
+                    .flat_map(|ss| &ss.spans)
+                    .any(|span| span.events.iter().any(|e| e.name == "exception"))
+            })
+            .filter_map(|rs| {
+                let kv = rs
+                    .resource
+                    .as_ref()?
+                    .attributes
+                    .iter()
+                    .find(|kv| kv.key == "service.name")?;
+                match kv.value.as_ref()?.value.as_ref()? {
+                    Value::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                }
+            })
+            .collect();
+        let services = values(format!(
+            "/api/v2/search/tag/resource.service.name/values?q={}",
+            url_escape(r#"{ event:name = "exception" }"#)
+        ))
+        .await;
+        let all_services = values("/api/v2/search/tag/resource.service.name/values".into()).await;
+        assert!(
+            !with_exception.is_empty() && with_exception.len() < all_services.len(),
+            "the event filter must narrow: {with_exception:?} of {all_services:?}"
+        );
+        assert_eq!(services, with_exception, "{phase}: event filter");
+
         // Nothing matches: no values.
         let none = format!(
             "/api/v2/search/tag/span.http.route/values?q={}",
