@@ -646,21 +646,13 @@ async fn scoped_names(
     params: &HashMap<String, String>,
 ) -> Result<(HashMap<&'static str, BTreeSet<String>>, Json), Response> {
     if let Some(filter) = params.get("q").and_then(|q| autocomplete_filter(q)) {
-        let tenant = tenant_of(headers, state.multitenancy).map_err(IntoResponse::into_response)?;
-        let range = search_range(params).map_err(bad_request)?;
-        let ctx = state.sources.session(&tenant).map_err(query_failed)?;
-        let (start, end) = (range.map(|r| r.0), range.map(|r| r.1));
+        let (ctx, start, end) = span_data(state, headers, params).await?;
         match values::tag_names(&ctx, Some(&filter), start, end).await {
             Ok(found) => {
-                let mut metrics = Map::new();
-                put(
-                    &mut metrics,
-                    "inspectedBytes",
-                    json!(found.inspected_bytes.to_string()),
-                );
-                return Ok((found.scopes.into_iter().collect(), Json::Object(metrics)));
+                let metrics = inspected_metrics(found.inspected_bytes);
+                return Ok((found.scopes.into_iter().collect(), metrics));
             }
-            // A filter span data cannot answer (events, links) leaves the names unfiltered.
+            // A filter that cannot be planned leaves the names unfiltered, as Tempo's does.
             Err(DataFusionError::Plan(_) | DataFusionError::NotImplemented(_)) => {}
             Err(other) => return Err(query_failed(other)),
         }
@@ -845,8 +837,8 @@ async fn typed_values(
 }
 
 /// The values of `field` on the spans `filter` matches; `None` where the catalog answers as
-/// well (statuses and kinds have fixed lists, durations none) or span data cannot (events
-/// and links are not searchable yet).
+/// well (statuses and kinds have fixed lists, durations none) or span data cannot (the values
+/// of event and link fields: a span has many).
 async fn narrowed_values(
     state: &SearchState,
     headers: &HeaderMap,
@@ -864,24 +856,41 @@ async fn narrowed_values(
     if let Some(value) = required_value(filter, field) {
         return Ok(Some((vec![value], json!({}))));
     }
-    let tenant = tenant_of(headers, state.multitenancy).map_err(IntoResponse::into_response)?;
-    let range = search_range(params).map_err(bad_request)?;
-    let ctx = state.sources.session(&tenant).map_err(query_failed)?;
-    let (start, end) = (range.map(|r| r.0), range.map(|r| r.1));
+    let (ctx, start, end) = span_data(state, headers, params).await?;
     match values::field_values(&ctx, Some(filter), field, start, end).await {
         Ok(found) => {
-            let mut metrics = Map::new();
-            put(
-                &mut metrics,
-                "inspectedBytes",
-                json!(found.inspected_bytes.to_string()),
-            );
             let typed = found.values.iter().map(typed_attr_value).collect();
-            Ok(Some((typed, Json::Object(metrics))))
+            Ok(Some((typed, inspected_metrics(found.inspected_bytes))))
         }
         Err(DataFusionError::Plan(_) | DataFusionError::NotImplemented(_)) => Ok(None),
         Err(other) => Err(query_failed(other)),
     }
+}
+
+/// A session over the tenant's span data, and the request's time range (Unix nanoseconds).
+async fn span_data(
+    state: &SearchState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<
+    (
+        datafusion::prelude::SessionContext,
+        Option<i64>,
+        Option<i64>,
+    ),
+    Response,
+> {
+    let tenant = tenant_of(headers, state.multitenancy).map_err(IntoResponse::into_response)?;
+    let range = search_range(params).map_err(bad_request)?;
+    let ctx = state.sources.session(&tenant).map_err(query_failed)?;
+    Ok((ctx, range.map(|r| r.0), range.map(|r| r.1)))
+}
+
+/// The metrics of a tags or tag-values answer read from span data.
+fn inspected_metrics(bytes: u64) -> Json {
+    let mut metrics = Map::new();
+    put(&mut metrics, "inspectedBytes", json!(bytes.to_string()));
+    Json::Object(metrics)
 }
 
 /// The literal `field` must equal for `filter` to match: a `field = literal` among the

@@ -9,10 +9,10 @@ use datafusion::arrow::array::{
     RecordBatch, StringArray,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Expr, lit};
+use datafusion::logical_expr::{Expr, LogicalPlan, lit};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
@@ -123,13 +123,21 @@ pub async fn plan(
     query: &Query,
     options: &SearchOptions,
 ) -> Result<SearchPlan> {
-    let complete = complete_dedicated_columns(ctx.table_provider("spans").await?.as_ref());
-    let table = ctx.table("spans").await?;
-    let schema = Arc::new(table.schema().as_arrow().clone());
-    let scan = table.into_unoptimized_plan();
+    let (scan, schema, complete) = spans_scan(ctx).await?;
     Planner::new(scan, schema, range_filter(options.start, options.end))
         .with_complete_columns(complete)
         .search(query)
+}
+
+/// A scan of `ctx`'s `spans` table to plan over, its schema, and the dedicated columns every
+/// block has (see [`Planner::with_complete_columns`]).
+pub(crate) async fn spans_scan(
+    ctx: &SessionContext,
+) -> Result<(LogicalPlan, SchemaRef, Vec<String>)> {
+    let complete = complete_dedicated_columns(ctx.table_provider("spans").await?.as_ref());
+    let table = ctx.table("spans").await?;
+    let schema = Arc::new(table.schema().as_arrow().clone());
+    Ok((table.into_unoptimized_plan(), schema, complete))
 }
 
 /// Spans starting in `[start, end]` (Unix nanoseconds, inclusive; either side open).
@@ -259,7 +267,12 @@ async fn add_service_stats(
         ],
         vec![
             count_all().alias("spans"),
-            sum(cast_expr(ident(schema::STATUS_CODE).eq(lit("error")))).alias("errors"),
+            // A boolean as 0 or 1, to sum.
+            sum(datafusion::logical_expr::cast(
+                ident(schema::STATUS_CODE).eq(lit("error")),
+                DataType::Int64,
+            ))
+            .alias("errors"),
         ],
     )?;
     let physical = counted.create_physical_plan().await?;
@@ -288,11 +301,6 @@ async fn add_service_stats(
         trace.service_stats = found;
     }
     Ok(())
-}
-
-/// A boolean as 0 or 1, to sum.
-fn cast_expr(e: Expr) -> Expr {
-    datafusion::logical_expr::cast(e, DataType::Int64)
 }
 
 /// The blocks the pass after one over `blocks` of `total` blocks reads, when that pass kept

@@ -11,8 +11,7 @@ use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
-use super::search::{AttrValue, column, range_filter, sum_metric};
-use super::table::complete_dedicated_columns;
+use super::search::{AttrValue, column, range_filter, spans_scan, sum_metric};
 use crate::planner::values::{self, VALUE_BOOL, VALUE_FLOAT, VALUE_INT, VALUE_STR};
 use crate::traceql::ast::{FieldExpr, FieldRef};
 
@@ -32,12 +31,10 @@ pub async fn field_values(
     start: Option<i64>,
     end: Option<i64>,
 ) -> Result<FieldValues> {
-    let complete = complete_dedicated_columns(ctx.table_provider("spans").await?.as_ref());
-    let table = ctx.table("spans").await?;
-    let schema = table.schema().as_arrow().clone();
+    let (scan, schema, complete) = spans_scan(ctx).await?;
     let plan = values::field_values(
-        table.into_unoptimized_plan(),
-        &schema,
+        scan,
+        schema,
         &complete,
         range_filter(start, end),
         filter,
@@ -91,16 +88,9 @@ pub async fn tag_names(
     start: Option<i64>,
     end: Option<i64>,
 ) -> Result<TagNames> {
-    let complete = complete_dedicated_columns(ctx.table_provider("spans").await?.as_ref());
-    let table = ctx.table("spans").await?;
-    let schema = table.schema().as_arrow().clone();
-    let (plan, sources) = values::tag_names(
-        table.into_unoptimized_plan(),
-        &schema,
-        &complete,
-        range_filter(start, end),
-        filter,
-    )?;
+    let (scan, schema, complete) = spans_scan(ctx).await?;
+    let (plan, sources) =
+        values::tag_names(scan, schema, &complete, range_filter(start, end), filter)?;
     let state = ctx.state();
     let physical = state.create_physical_plan(&plan).await?;
     let mut stream = execute_stream(physical.clone(), state.task_ctx())?;

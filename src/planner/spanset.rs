@@ -349,6 +349,11 @@ impl Planner {
             .into_iter()
             .reduce(Expr::and)
             .expect("the filter reads events or links");
+        self.each_span_once(builder.filter(predicate)?, columns)
+    }
+
+    /// The first row of each span of each spanset of `input`, as `columns`.
+    fn each_span_once(&self, input: LogicalPlanBuilder, columns: Vec<Expr>) -> Result<LogicalPlan> {
         let first = self.fresh("first");
         let numbered = Expr::WindowFunction(Box::new(WindowFunction::new(
             WindowFunctionDefinition::WindowUDF(row_number_udwf()),
@@ -361,8 +366,7 @@ impl Planner {
         ])
         .build()?
         .alias(&first);
-        builder
-            .filter(predicate)?
+        input
             .window(vec![numbered])?
             .filter(ident(&first).eq(lit(1u64)))?
             .project(columns)?
@@ -545,25 +549,8 @@ impl Planner {
 
     /// The spans of both, each once.
     fn union_distinct(&self, a: LogicalPlan, b: LogicalPlan) -> Result<LogicalPlan> {
-        let rn = self.fresh("row");
-        let numbered = Expr::WindowFunction(Box::new(WindowFunction::new(
-            WindowFunctionDefinition::WindowUDF(row_number_udwf()),
-            vec![],
-        )))
-        .partition_by(vec![
-            ident(schema::TRACE_ID),
-            ident(SPANSET_KEY),
-            ident(schema::SPAN_ID),
-        ])
-        .build()?
-        .alias(&rn);
         let exprs: Vec<Expr> = self.core_columns().map(|c| ident(&c)).collect();
-        LogicalPlanBuilder::from(a)
-            .union(b)?
-            .window(vec![numbered])?
-            .filter(ident(&rn).eq(lit(1u64)))?
-            .project(exprs)?
-            .build()
+        self.each_span_once(LogicalPlanBuilder::from(a).union(b)?, exprs)
     }
 
     /// `| count() > 2` and friends: the aggregate over each spanset as a window, then a filter.

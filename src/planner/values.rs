@@ -1,13 +1,11 @@
 //! Tag discovery narrowed by a filter: the distinct values of one field, or the attribute
 //! names, over the spans a `q` filter matches.
 
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::functions_aggregate::count::count_all;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, lit};
 use datafusion::scalar::ScalarValue;
-
-use std::sync::Arc;
 
 use super::Planner;
 use super::field::{FieldLowering, ident};
@@ -28,13 +26,13 @@ pub const VALUE_SPANS: &str = "spans";
 /// key-value lists) are left out, as are statuses and kinds, which have fixed keyword lists.
 pub fn field_values(
     scan: LogicalPlan,
-    schema: &Schema,
+    schema: SchemaRef,
     complete_columns: &[String],
     span_filter: Option<Expr>,
     filter: Option<&FieldExpr>,
     field: &FieldRef,
 ) -> Result<LogicalPlan> {
-    let fields = FieldLowering::new(schema, complete_columns);
+    let fields = FieldLowering::new(&schema, complete_columns);
     let value = fields.field(field)?;
     let typed = |e: &Option<Expr>, null: ScalarValue, name: &str| {
         e.clone().unwrap_or(lit(null)).alias(name)
@@ -83,7 +81,7 @@ pub struct NameSource {
 /// Names of event and link attributes are not listed.
 pub fn tag_names(
     scan: LogicalPlan,
-    schema: &Schema,
+    schema: SchemaRef,
     complete_columns: &[String],
     span_filter: Option<Expr>,
     filter: Option<&FieldExpr>,
@@ -129,14 +127,14 @@ pub fn tag_names(
 /// The spans of `scan` that pass `span_filter` and `filter` (event and link fields included).
 fn matching(
     scan: LogicalPlan,
-    schema: &Schema,
+    schema: SchemaRef,
     complete_columns: &[String],
     span_filter: Option<Expr>,
     filter: Option<&FieldExpr>,
 ) -> Result<LogicalPlanBuilder> {
     match filter {
         Some(filter) => Ok(LogicalPlanBuilder::from(
-            Planner::new(scan, Arc::new(schema.clone()), span_filter)
+            Planner::new(scan, schema, span_filter)
                 .with_complete_columns(complete_columns.to_vec())
                 .matching_spans(filter)?,
         )),

@@ -64,6 +64,18 @@ pub(crate) fn request_of(traces: &Traces) -> ExportTraceServiceRequest {
     }
 }
 
+/// Sends `traces` to the server as one OTLP/HTTP protobuf request, which must be accepted.
+pub(crate) async fn push(server: &Server, traces: &Traces) {
+    let pushed = reqwest::Client::new()
+        .post(&server.otlp)
+        .header("Content-Type", "application/x-protobuf")
+        .body(request_of(traces).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 200, "{}", pushed.text().await.unwrap());
+}
+
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(bytes).unwrap();
@@ -818,9 +830,7 @@ async fn tenants_are_separate_when_multitenancy_is_enabled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_head_block_is_cut_into_blocks_of_max_block_bytes() {
     use std::sync::Arc;
-    use tracefusion::ingest::ingester::{Ingester, IngesterOptions};
-    use tracefusion::ingest::wal::SyncPolicy;
-    use tracefusion::storage::{BlockOptions, Blocklist, TraceReader};
+    use tracefusion::storage::{Blocklist, TraceReader};
 
     let dir = tempfile::tempdir().unwrap();
     let store = crate::storage::local_store(dir.path());
@@ -836,21 +846,13 @@ async fn a_large_head_block_is_cut_into_blocks_of_max_block_bytes() {
         })
         .sum();
     let max_block_bytes = (encoded_bytes / 6) as u64;
-    let ingester = Ingester::open(
-        IngesterOptions {
-            trace_idle_period: Duration::from_secs(3600),
-            max_block_duration: Duration::from_secs(3600),
-            max_block_bytes,
-            max_memory_bytes: 1 << 30,
-            max_bytes_per_trace: 0,
-            block: BlockOptions::default(),
-        },
-        &dir.path().join("wal"),
-        SyncPolicy::Never,
+    let ingester = crate::support::ingester(
+        dir.path(),
         store.clone(),
         blocklist.clone(),
-    )
-    .unwrap();
+        Duration::from_secs(3600),
+        max_block_bytes,
+    );
     ingester
         .push("single-tenant", traces.clone())
         .await

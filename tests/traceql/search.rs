@@ -610,7 +610,6 @@ fn tempo_id(id: &TraceId) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_and_tag_apis_answer_as_tempo_does() {
-    use prost::Message;
     let dir = tempfile::tempdir().unwrap();
     let server = crate::ingest::start(dir.path(), "").await;
     let client = reqwest::Client::new();
@@ -619,15 +618,7 @@ async fn search_and_tag_apis_answer_as_tempo_does() {
         .iter()
         .map(|(id, b)| (*id, RefTrace::new(*id, std::slice::from_ref(b))))
         .collect();
-    let body = crate::ingest::request_of(&traces).encode_to_vec();
-    let pushed = client
-        .post(&server.otlp)
-        .header("Content-Type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pushed.status(), 200);
+    crate::ingest::push(&server, &traces).await;
     let get = |path: String| {
         let client = client.clone();
         let url = format!("{}{path}", server.http);
@@ -1130,19 +1121,11 @@ fn span_values_of_service(
 /// matches, the same live and from blocks; a filter on the tag itself answers its literal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_values_are_narrowed_by_the_q_filter() {
-    use prost::Message;
     let dir = tempfile::tempdir().unwrap();
     let server = crate::ingest::start(dir.path(), "").await;
     let client = reqwest::Client::new();
     let traces = generate(78, 120);
-    let pushed = client
-        .post(&server.otlp)
-        .header("Content-Type", "application/x-protobuf")
-        .body(crate::ingest::request_of(&traces).encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pushed.status(), 200);
+    crate::ingest::push(&server, &traces).await;
     let values = |path: String| {
         let client = client.clone();
         let url = format!("{}{path}", server.http);
@@ -1334,14 +1317,7 @@ async fn streaming_search_over_grpc_answers_on_the_http_port() {
     let server = crate::ingest::start(dir.path(), "").await;
     let client = reqwest::Client::new();
     let traces = generate(79, 120);
-    let pushed = client
-        .post(&server.otlp)
-        .header("Content-Type", "application/x-protobuf")
-        .body(crate::ingest::request_of(&traces).encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pushed.status(), 200);
+    crate::ingest::push(&server, &traces).await;
     crate::ingest::wait_for_block(&server, "single-tenant").await;
 
     let channel = tonic::transport::Channel::from_shared(server.http.clone())

@@ -309,28 +309,18 @@ async fn trace_id_filters_open_only_blocks_that_may_hold_the_trace() {
 async fn spans_covers_live_data_and_blocks() {
     use std::time::Duration;
     use tracefusion::exec::session::serving_session;
-    use tracefusion::ingest::ingester::{Ingester, IngesterOptions};
-    use tracefusion::ingest::wal::SyncPolicy;
     use tracefusion::storage::TraceReader;
 
     let dir = tempfile::tempdir().unwrap();
     let store = local_store(dir.path());
     let blocklist = Arc::new(Blocklist::new(store.clone()));
-    let ingester = Ingester::open(
-        IngesterOptions {
-            trace_idle_period: Duration::from_secs(3600),
-            max_block_duration: Duration::from_secs(3600),
-            max_block_bytes: 1 << 30,
-            max_memory_bytes: 1 << 30,
-            max_bytes_per_trace: 0,
-            block: BlockOptions::default(),
-        },
-        &dir.path().join("wal"),
-        SyncPolicy::Never,
+    let ingester = crate::support::ingester(
+        dir.path(),
         store.clone(),
         blocklist.clone(),
-    )
-    .unwrap();
+        Duration::from_secs(3600),
+        1 << 30,
+    );
     let reader = Arc::new(TraceReader::new(store.clone(), blocklist.clone()));
     let dedicated = DedicatedColumn::defaults();
     let ctx = serving_session(
@@ -474,8 +464,6 @@ impl object_store::ObjectStore for HeldCommitStore {
 async fn a_block_being_committed_is_read_once() {
     use std::time::Duration;
     use tracefusion::exec::session::serving_session;
-    use tracefusion::ingest::ingester::{Ingester, IngesterOptions};
-    use tracefusion::ingest::wal::SyncPolicy;
     use tracefusion::storage::TraceReader;
 
     let dir = tempfile::tempdir().unwrap();
@@ -486,21 +474,13 @@ async fn a_block_being_committed_is_read_once() {
         release: release.clone(),
     });
     let blocklist = Arc::new(Blocklist::new(local.clone()));
-    let ingester = Ingester::open(
-        IngesterOptions {
-            trace_idle_period: Duration::from_secs(3600),
-            max_block_duration: Duration::from_secs(3600),
-            max_block_bytes: 1 << 30,
-            max_memory_bytes: 1 << 30,
-            max_bytes_per_trace: 0,
-            block: BlockOptions::default(),
-        },
-        &dir.path().join("wal"),
-        SyncPolicy::Never,
+    let ingester = crate::support::ingester(
+        dir.path(),
         store,
         blocklist.clone(),
-    )
-    .unwrap();
+        Duration::from_secs(3600),
+        1 << 30,
+    );
     let reader = Arc::new(TraceReader::new(local.clone(), blocklist.clone()));
     let ctx = serving_session(
         local.clone(),
@@ -551,29 +531,19 @@ async fn a_block_being_committed_is_read_once() {
 async fn rows_kept_between_queries_follow_every_change() {
     use std::time::Duration;
     use tracefusion::exec::session::serving_session;
-    use tracefusion::ingest::ingester::{Ingester, IngesterOptions};
-    use tracefusion::ingest::wal::SyncPolicy;
     use tracefusion::storage::TraceReader;
 
     let dir = tempfile::tempdir().unwrap();
     let store = local_store(dir.path());
     let blocklist = Arc::new(Blocklist::new(store.clone()));
-    let ingester = Ingester::open(
-        IngesterOptions {
-            // Every trace goes to the head at the next tick; nothing is cut.
-            trace_idle_period: Duration::ZERO,
-            max_block_duration: Duration::from_secs(3600),
-            max_block_bytes: 1 << 30,
-            max_memory_bytes: 1 << 30,
-            max_bytes_per_trace: 0,
-            block: BlockOptions::default(),
-        },
-        &dir.path().join("wal"),
-        SyncPolicy::Never,
+    // Every trace goes to the head at the next tick; nothing is cut.
+    let ingester = crate::support::ingester(
+        dir.path(),
         store.clone(),
         blocklist.clone(),
-    )
-    .unwrap();
+        Duration::ZERO,
+        1 << 30,
+    );
     let reader = Arc::new(TraceReader::new(store.clone(), blocklist.clone()));
     let ctx = serving_session(
         store.clone(),

@@ -122,3 +122,31 @@ pub fn wait_for_port(port: u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// An in-process ingester over `store` with its WAL in `dir/wal`, no fsync, no per-trace
+/// limit, default block options, and memory enough for any test: traces go to the head after
+/// `idle`, and a head is cut at `max_block_bytes` (or after an hour).
+pub(crate) fn ingester(
+    dir: &std::path::Path,
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    blocklist: std::sync::Arc<tracefusion::storage::Blocklist>,
+    idle: Duration,
+    max_block_bytes: u64,
+) -> std::sync::Arc<tracefusion::ingest::ingester::Ingester> {
+    use tracefusion::ingest::ingester::{Ingester, IngesterOptions};
+    Ingester::open(
+        IngesterOptions {
+            trace_idle_period: idle,
+            max_block_duration: Duration::from_secs(3600),
+            max_block_bytes,
+            max_memory_bytes: 1 << 30,
+            max_bytes_per_trace: 0,
+            block: tracefusion::storage::BlockOptions::default(),
+        },
+        &dir.join("wal"),
+        tracefusion::ingest::wal::SyncPolicy::Never,
+        store,
+        blocklist,
+    )
+    .expect("open the ingester")
+}
