@@ -138,6 +138,7 @@ pub async fn serve(
             )?,
             multitenancy: config.multitenancy_enabled,
         },
+        &config.server.http_api_prefix,
     );
     let stopping = Arc::new(Notify::new());
     let on_signal = {

@@ -3,7 +3,7 @@
 //!
 //! Data flows one way on each path:
 //! - write: `ingest` (receivers → distributor → ingester) → `storage`
-//! - read: `api` → `exec` (frontend, jobs) → `planner` → `exec` (DataFusion over `storage`) → `api`
+//! - read: `api` → `exec` (sources, search passes) → `planner` → `exec` (DataFusion over `storage`) → `api`
 //!
 //! `app` wires the components into one process; `cli` is the command line over all of it.
 
@@ -13,6 +13,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod exec;
+pub mod float_text;
 pub mod ingest;
 pub mod planner;
 pub mod storage;

@@ -39,35 +39,52 @@ pub struct ApiState {
     pub readiness: Arc<Readiness>,
 }
 
+/// The HTTP routes. Tempo's query API (`/api/...`) is served under `api_prefix`
+/// (`server.http_api_prefix`, as in Tempo), so a Grafana data source URL with a path works;
+/// `/ready`, `/metrics` and gRPC (which Grafana dials at the root) stay at the root.
 pub fn router(
     state: ApiState,
     traces: super::traces::TraceSources,
     search: super::search::SearchState,
+    api_prefix: &str,
 ) -> Router {
     use super::search as s;
+    let grpc = Router::new().route_service(
+        super::grpc::SEARCH_PATH,
+        super::grpc::StreamingSearch::new(search.clone()),
+    );
     let search_routes = Router::new()
         .route("/api/search", get(s::search))
         .route("/api/search/tags", get(s::tags_v1))
         .route("/api/v2/search/tags", get(s::tags_v2))
         .route("/api/search/tag/{name}/values", get(s::tag_values_v1))
         .route("/api/v2/search/tag/{name}/values", get(s::tag_values_v2))
-        .route_service(
-            super::grpc::SEARCH_PATH,
-            super::grpc::StreamingSearch::new(search.clone()),
-        )
         .with_state(search);
     let trace_routes = Router::new()
         .route("/api/traces/{id}", get(super::traces::trace_v1))
         .route("/api/v2/traces/{id}", get(super::traces::trace_v2))
         .with_state(traces);
-    Router::new()
-        .route("/ready", get(ready))
+    let api = Router::new()
         .route("/api/echo", get(echo))
         .route("/api/status/buildinfo", get(buildinfo))
+        .merge(trace_routes)
+        .merge(search_routes);
+    let root = Router::new()
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(state)
-        .merge(trace_routes)
-        .merge(search_routes)
+        .merge(grpc);
+    match normalize_api_prefix(api_prefix) {
+        Some(prefix) => root.nest(&prefix, api),
+        None => root.merge(api),
+    }
+}
+
+/// `server.http_api_prefix` as a route prefix: a leading `/`, no trailing one; `None` when
+/// it is empty or `/`.
+pub fn normalize_api_prefix(prefix: &str) -> Option<String> {
+    let trimmed = prefix.trim_matches('/');
+    (!trimmed.is_empty()).then(|| format!("/{trimmed}"))
 }
 
 async fn ready(State(state): State<ApiState>) -> Response {

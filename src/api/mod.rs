@@ -1,6 +1,5 @@
-//! Wire surfaces: the Tempo HTTP API (axum) and, on the same port, the gRPC streaming querier;
-//! Arrow Flight later. This stage only translates wire formats to and from library calls; it owns no
-//! query, storage or ingest logic.
+//! Wire surfaces: the Tempo HTTP API (axum) and, on the same port, the gRPC streaming querier.
+//! This stage translates wire formats to and from library calls.
 
 pub mod grpc;
 pub mod http;

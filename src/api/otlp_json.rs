@@ -13,7 +13,7 @@ fn any_value(value: &AnyValue) -> Json {
         Some(Value::StringValue(s)) => json!({"stringValue": s}),
         Some(Value::BoolValue(b)) => json!({"boolValue": b}),
         Some(Value::IntValue(i)) => json!({"intValue": i.to_string()}),
-        Some(Value::DoubleValue(d)) => json!({"doubleValue": d}),
+        Some(Value::DoubleValue(d)) => json!({"doubleValue": crate::float_text::to_json(*d)}),
         Some(Value::ArrayValue(a)) => {
             json!({"arrayValue": {"values": a.values.iter().map(any_value).collect::<Vec<_>>()}})
         }

@@ -392,8 +392,7 @@ fn any_value(v: &AttrValue) -> Json {
     match v {
         AttrValue::String(s) => json!({"stringValue": s}),
         AttrValue::Int(i) => json!({"intValue": i.to_string()}),
-        AttrValue::Float(f) if f.is_finite() => json!({"doubleValue": f}),
-        AttrValue::Float(f) => json!({"doubleValue": f.to_string()}),
+        AttrValue::Float(f) => json!({"doubleValue": crate::float_text::to_json(*f)}),
         AttrValue::Bool(b) => json!({"boolValue": b}),
     }
 }
@@ -676,7 +675,7 @@ fn field_values(
     let typed = |v: &TagValue| match v {
         TagValue::String(s) => ("string", s.clone()),
         TagValue::Int(i) => ("int", i.to_string()),
-        TagValue::Float(f) => ("float", f.to_string()),
+        TagValue::Float(f) => ("float", crate::float_text::to_text(*f)),
         TagValue::Bool(b) => ("bool", b.to_string()),
     };
     let attribute = |scopes: &[TagScope], name: &str| {
@@ -925,7 +924,7 @@ fn typed_static(s: &Static) -> Option<(&'static str, String)> {
     Some(match s {
         Static::String(v) => ("string", v.clone()),
         Static::Int(v) => ("int", v.to_string()),
-        Static::Float(v) => ("float", v.to_string()),
+        Static::Float(v) => ("float", crate::float_text::to_text(*v)),
         Static::Bool(v) => ("bool", v.to_string()),
         _ => return None,
     })
@@ -935,7 +934,7 @@ fn typed_attr_value(v: &AttrValue) -> (&'static str, String) {
     match v {
         AttrValue::String(s) => ("string", s.clone()),
         AttrValue::Int(i) => ("int", i.to_string()),
-        AttrValue::Float(f) => ("float", f.to_string()),
+        AttrValue::Float(f) => ("float", crate::float_text::to_text(*f)),
         AttrValue::Bool(b) => ("bool", b.to_string()),
     }
 }

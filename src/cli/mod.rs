@@ -203,10 +203,7 @@ impl ConfigArgs {
     pub fn load(&self) -> Result<LoadedConfig, crate::config::ConfigError> {
         match &self.config {
             Some(path) => Config::load(path, self.expand_env),
-            None => Ok(LoadedConfig {
-                config: Config::default(),
-                unknown_keys: Vec::new(),
-            }),
+            None => Ok(LoadedConfig::defaults()),
         }
     }
 }
@@ -269,6 +266,12 @@ pub fn run() -> ExitCode {
                     if !loaded.unknown_keys.is_empty() {
                         eprintln!("unknown keys (ignored): {}", loaded.unknown_keys.join(", "));
                     }
+                    if !loaded.inert_keys.is_empty() {
+                        eprintln!(
+                            "accepted for compatibility, has no effect: {}",
+                            loaded.inert_keys.join(", ")
+                        );
+                    }
                     print!("{}", loaded.config.to_yaml());
                     ExitCode::SUCCESS
                 }
@@ -289,6 +292,12 @@ fn serve(args: &ConfigArgs) -> ExitCode {
         tracing::warn!(
             keys = %loaded.unknown_keys.join(", "),
             "ignoring configuration keys tracefusion does not know"
+        );
+    }
+    if !loaded.inert_keys.is_empty() {
+        tracing::warn!(
+            keys = %loaded.inert_keys.join(", "),
+            "accepted for compatibility, has no effect"
         );
     }
     let runtime = match runtime() {

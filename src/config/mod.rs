@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use reference::{KEY_DOCS, KeyDoc, SECRET_KEYS, default_values, reference_markdown};
+pub use reference::{
+    INERT_KEYS, KEY_DOCS, KeyDoc, SECRET_KEYS, default_values, reference_markdown,
+};
 pub use values::{ByteSize, Duration, Endpoint, write_go_duration};
 
 /// Where the embedded defaults keep everything: WAL and blocks under one folder.
@@ -58,6 +60,8 @@ pub struct ServerConfig {
     /// Empty means every interface, as in Tempo.
     pub http_listen_address: String,
     pub http_listen_port: u16,
+    /// Path prefix of the query API (`/api/...`), as Tempo's `http_api_prefix`.
+    pub http_api_prefix: String,
     pub grpc_listen_address: String,
     pub grpc_listen_port: u16,
     pub log_level: LogLevel,
@@ -70,6 +74,7 @@ impl Default for ServerConfig {
         Self {
             http_listen_address: String::new(),
             http_listen_port: 3200,
+            http_api_prefix: String::new(),
             grpc_listen_address: String::new(),
             grpc_listen_port: 9095,
             log_level: LogLevel::Info,
@@ -491,7 +496,7 @@ pub struct CompactorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CompactionConfig {
-    /// Blocks older than this are deleted.
+    /// Tempo's retention; accepted for compatibility, read by nothing yet (no compactor).
     pub block_retention: Duration,
 }
 
@@ -530,6 +535,19 @@ pub struct LoadedConfig {
     pub config: Config,
     /// Dotted paths of keys that were ignored, in file order.
     pub unknown_keys: Vec<String>,
+    /// Keys of [`INERT_KEYS`] the file sets: Tempo's, accepted but without effect here.
+    pub inert_keys: Vec<String>,
+}
+
+impl LoadedConfig {
+    /// The built-in defaults, as when no file is given.
+    pub fn defaults() -> Self {
+        Self {
+            config: Config::default(),
+            unknown_keys: Vec::new(),
+            inert_keys: Vec::new(),
+        }
+    }
 }
 
 impl Config {
@@ -556,10 +574,7 @@ impl Config {
                 message: e.to_string(),
             })?;
         if document.is_null() {
-            return Ok(LoadedConfig {
-                config: Config::default(),
-                unknown_keys: Vec::new(),
-            });
+            return Ok(LoadedConfig::defaults());
         }
         if !document.is_mapping() {
             return Err(ConfigError::Syntax {
@@ -585,9 +600,19 @@ impl Config {
             ConfigError::InvalidValue { key, message }
         })?;
         config.validate()?;
+        let inert_keys = INERT_KEYS
+            .iter()
+            .filter(|key| {
+                key.split('.')
+                    .try_fold(&document, |node, name| node.get(name))
+                    .is_some()
+            })
+            .map(|key| key.to_string())
+            .collect();
         Ok(LoadedConfig {
             config,
             unknown_keys,
+            inert_keys,
         })
     }
 

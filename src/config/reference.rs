@@ -19,8 +19,9 @@ pub const KEY_DOCS: &[KeyDoc] = keys! {
     "multitenancy_enabled" => "Read the tenant from `X-Scope-OrgID`; otherwise every request belongs to `single-tenant`.",
     "server.http_listen_address" => "Address of the Tempo HTTP API; empty means every interface.",
     "server.http_listen_port" => "Port of the Tempo HTTP API (`/ready`, `/api/...`).",
-    "server.grpc_listen_address" => "Address of the gRPC query API; empty means every interface.",
-    "server.grpc_listen_port" => "Port of the gRPC query API.",
+    "server.http_api_prefix" => "Path prefix of the query API: `/tempo` serves `/tempo/api/search`, `/tempo/api/v2/traces/{id}`…; `/ready`, `/metrics` and gRPC stay at the root.",
+    "server.grpc_listen_address" => "Accepted for compatibility, has no effect: gRPC is served on the HTTP port.",
+    "server.grpc_listen_port" => "Accepted for compatibility, has no effect: gRPC is served on the HTTP port.",
     "server.log_level" => "`debug`, `info`, `warn` or `error`; `RUST_LOG` overrides it.",
     "server.log_format" => "`logfmt` (human-readable text; `text` is accepted too) or `json`.",
     "server.graceful_shutdown_timeout" => "How long in-flight requests may take to finish after SIGINT/SIGTERM.",
@@ -51,11 +52,19 @@ pub const KEY_DOCS: &[KeyDoc] = keys! {
     "storage.trace.azure.storage_account_name" => "Azure storage account (required for `azure`).",
     "storage.trace.azure.endpoint_suffix" => "Azure endpoint suffix override.",
     "storage.trace.azure.prefix" => "Prefix of every blob name in the container.",
-    "compactor.compaction.block_retention" => "Blocks older than this are deleted.",
+    "compactor.compaction.block_retention" => "Accepted for compatibility, has no effect: there is no compactor yet, so blocks are kept until deleted by hand.",
     "overrides.defaults.ingestion.rate_limit_bytes" => "Sustained ingest per tenant in bytes of OTLP protobuf per second; beyond it requests get 429.",
     "overrides.defaults.ingestion.burst_size_bytes" => "How far a tenant may burst above the rate.",
     "overrides.defaults.global.max_bytes_per_trace" => "Spans that would make a trace larger than this are refused (`partialSuccess`); 0 means no limit.",
 };
+
+/// Tempo's keys that are read (so Tempo users' files load) but change nothing here; start-up
+/// names the ones a file sets.
+pub const INERT_KEYS: &[&str] = &[
+    "server.grpc_listen_address",
+    "server.grpc_listen_port",
+    "compactor.compaction.block_retention",
+];
 
 /// Keys that hold secrets: accepted in the file, never printed, so they have no default row.
 pub const SECRET_KEYS: &[&str] = &[

@@ -1,5 +1,5 @@
-//! Execution: the `SessionContext`, table providers over blocks and live data, custom
-//! `ExecutionPlan`s, spanset and trace assembly, and the query frontend (jobs, limits, caches).
+//! Execution: the `SessionContext`, table providers over blocks and live data, search in
+//! newest-first passes with spanset and trace assembly, and tag values over span data.
 
 pub mod search;
 pub mod session;

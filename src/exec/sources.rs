@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::Result;
 use datafusion::prelude::SessionContext;
 use object_store::ObjectStore;
 use uuid::Uuid;
@@ -101,11 +101,18 @@ impl QuerySources {
             Some(catalog) => catalog,
             None => {
                 let mut catalog = TagCatalog::default();
+                let mut complete = true;
                 for meta in &blocks {
-                    catalog.merge(&*self.block_catalog(meta).await?);
+                    match self.block_catalog(meta).await {
+                        Some(block) => catalog.merge(&block),
+                        None => complete = false,
+                    }
                 }
                 let catalog = Arc::new(catalog);
-                self.merged.insert(key, catalog.clone());
+                // A block whose catalog could not be read is tried again by the next request.
+                if complete {
+                    self.merged.insert(key, catalog.clone());
+                }
                 catalog
             }
         };
@@ -120,16 +127,27 @@ impl QuerySources {
         Ok(merged)
     }
 
-    async fn block_catalog(&self, meta: &crate::storage::BlockMeta) -> Result<Arc<TagCatalog>> {
+    /// A block's catalog, or `None` when it cannot be read: that costs the block's tags, with
+    /// a logged error, never the whole request.
+    async fn block_catalog(&self, meta: &crate::storage::BlockMeta) -> Option<Arc<TagCatalog>> {
         if let Some(catalog) = self.catalogs.get(&meta.block_id) {
-            return Ok(catalog);
+            return Some(catalog);
         }
-        let catalog = Arc::new(
-            read_catalog(self.store.as_ref(), meta)
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?,
-        );
-        self.catalogs.insert(meta.block_id, catalog.clone());
-        Ok(catalog)
+        match read_catalog(self.store.as_ref(), meta).await {
+            Ok(catalog) => {
+                let catalog = Arc::new(catalog);
+                self.catalogs.insert(meta.block_id, catalog.clone());
+                Some(catalog)
+            }
+            Err(error) => {
+                tracing::error!(
+                    block = %meta.block_id,
+                    tenant = %meta.tenant_id,
+                    %error,
+                    "cannot read the block's tag catalog; its tags are left out of tag answers"
+                );
+                None
+            }
+        }
     }
 }

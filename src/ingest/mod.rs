@@ -1,5 +1,5 @@
-//! Write path: receivers (OTLP, Jaeger, Zipkin) → distributor (validation, tenants, limits) →
-//! ingester (WAL, live traces, head block, block cutting). Hands finished blocks to `storage`.
+//! Write path: receivers (OTLP over gRPC and HTTP) → distributor (validation, tenants, limits)
+//! → ingester (WAL, live traces, head block, block cutting). Hands finished blocks to `storage`.
 
 mod chunks;
 pub mod distributor;

@@ -43,8 +43,40 @@ impl TagScope {
 pub enum TagValue {
     String(String),
     Int(i64),
-    Float(f64),
+    Float(#[serde(with = "json_float")] f64),
     Bool(bool),
+}
+
+/// JSON has no NaN or infinities (serde_json writes them as `null`, which then cannot be read
+/// back), so they are written with protobuf JSON's names: `"NaN"`, `"Infinity"`, `"-Infinity"`.
+mod json_float {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        match crate::float_text::non_finite_name(*value) {
+            Some(name) => serializer.serialize_str(name),
+            None => serializer.serialize_f64(*value),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum NumberOrName {
+            Number(f64),
+            Name(String),
+        }
+        match NumberOrName::deserialize(deserializer)? {
+            NumberOrName::Number(value) => Ok(value),
+            NumberOrName::Name(name) => {
+                crate::float_text::parse_non_finite(&name).ok_or_else(|| {
+                    D::Error::custom(format!(
+                        "expected a number, \"NaN\", \"Infinity\" or \"-Infinity\", found {name:?}"
+                    ))
+                })
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -329,7 +361,9 @@ impl TagCatalog {
 
 fn merge_values(into: &mut Vec<ValueCount>, from: &[ValueCount]) {
     for value in from {
-        match into.iter_mut().find(|v| v.value == value.value) {
+        // By total order, so a NaN value finds itself.
+        let same = |v: &&mut ValueCount| tie_break(&v.value, &value.value).is_eq();
+        match into.iter_mut().find(same) {
             Some(existing) => existing.count += value.count,
             None => into.push(value.clone()),
         }

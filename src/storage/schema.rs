@@ -1,5 +1,5 @@
-//! The span table: one flat row per span. Every reader (TraceQL planner, SQL, Flight) and every
-//! writer (ingester, compactor) goes through the column names and types defined here.
+//! The span table: one flat row per span. Every reader (TraceQL planner, SQL) and every writer
+//! (the ingester, the block generator) goes through the column names and types defined here.
 //!
 //! Attributes are stored per scope in one map per value type (`span_attr_str`,
 //! `span_attr_int`, …), so that a typed comparison reads only the map of its type and SQL can

@@ -192,6 +192,41 @@ fn unknown_keys_are_named_with_their_full_path() {
     assert_eq!(loaded.config.server.log_level, LogLevel::Debug);
 }
 
+/// Tempo keys that load but change nothing here are named, so nobody relies on them.
+#[test]
+fn keys_without_effect_are_reported() {
+    let yaml =
+        "server:\n  grpc_listen_port: 9096\ncompactor:\n  compaction:\n    block_retention: 48h\n";
+    let loaded = parse(yaml);
+    assert_eq!(
+        loaded.inert_keys,
+        [
+            "server.grpc_listen_port",
+            "compactor.compaction.block_retention"
+        ]
+    );
+    assert!(loaded.unknown_keys.is_empty());
+    assert!(
+        parse("server:\n  http_listen_port: 1\n")
+            .inert_keys
+            .is_empty()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tempo.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(binary())
+        .args(["config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("has no effect") && stderr.contains("compactor.compaction.block_retention"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn receivers_are_enabled_by_naming_them() {
     // Only gRPC named: HTTP is off.

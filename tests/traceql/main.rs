@@ -5,6 +5,7 @@ mod bench;
 mod config;
 mod conformance;
 mod corpus;
+mod grafana;
 mod ingest;
 mod parse;
 mod reference;

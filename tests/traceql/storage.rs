@@ -20,8 +20,6 @@ use tracefusion::storage::{
 };
 use tracefusion::synth::{Generator, GeneratorConfig};
 
-use crate::support::{ChildGuard, free_port};
-
 pub(crate) type Traces = BTreeMap<TraceId, Vec<ResourceSpans>>;
 
 /// `count` generated traces grouped by id.
@@ -202,26 +200,13 @@ async fn round_trip_on_local_files() {
     round_trip(local_store(dir.path())).await;
 }
 
-/// The S3 backend against a real S3 server (`s3s-fs`, installed by `.ci/run`).
+/// The S3 backend against a real S3 server (`s3s-fs`, run in this process).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_on_s3() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("s3");
     std::fs::create_dir_all(root.join("traces")).unwrap();
-    let port = free_port();
-    let binary = std::env::var("S3S_FS").unwrap_or_else(|_| "s3s-fs".to_string());
-    let _server = ChildGuard::spawn(
-        std::process::Command::new(&binary)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--access-key",
-                "tracefusion",
-                "--secret-key",
-                "tracefusion-secret",
-            ])
-            .arg(&root),
-    );
-    crate::support::wait_for_port(port);
+    let port = crate::support::s3_server(&root, "tracefusion", "tracefusion-secret").await;
 
     let mut config = TraceStorageConfig {
         backend: Backend::S3,
@@ -259,14 +244,14 @@ ids = t.column("trace_id").to_pylist()
 assert ids == sorted(ids), "rows are not sorted by trace id"
 print(t.num_rows, len(set(ids)), t.column("span_attr_int").type)
 "#;
-    let output = std::process::Command::new("python3")
+    let output = std::process::Command::new(crate::support::python_with_pyarrow())
         .args(["-c", script])
         .arg(&path)
         .output()
         .expect("python3");
     assert!(
         output.status.success(),
-        "pyarrow failed (is it installed? .ci/run installs it): {}",
+        "pyarrow failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -481,6 +466,104 @@ async fn tag_catalog_is_written_with_the_block() {
     // Counts add up: every span has a name.
     let names: u64 = catalog.intrinsics["name"].iter().map(|v| v.count).sum();
     assert!(names <= meta.total_spans);
+}
+
+/// NaN and the infinities are stored in the catalog and read back as sent (JSON has no
+/// number for them; they once came back as `null` and made the catalog unreadable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_finite_doubles_round_trip_through_the_tag_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(dir.path());
+    let (id, batches) = crate::grafana::short_id_trace(1_700_000_000_000_000_000);
+    let traces: Traces = [(id, batches)].into_iter().collect();
+    let meta = write_blocks(store.clone(), &traces, 1, &BlockOptions::default())
+        .await
+        .remove(0);
+    let catalog = read_catalog(store.as_ref(), &meta)
+        .await
+        .expect("readable catalog");
+    let floats = |key: &str| -> Vec<f64> {
+        let entry = catalog
+            .keys(TagScope::Span)
+            .iter()
+            .find(|k| k.key == key)
+            .unwrap();
+        entry
+            .values
+            .iter()
+            .map(|v| match v.value {
+                TagValue::Float(f) => f,
+                ref other => panic!("{key}: {other:?}"),
+            })
+            .collect()
+    };
+    let ratio = floats("app.ratio");
+    assert!(
+        ratio.iter().any(|f| f.is_nan()) && ratio.contains(&0.5),
+        "{ratio:?}"
+    );
+    assert_eq!(floats("app.ceiling"), vec![f64::INFINITY]);
+    assert_eq!(floats("app.floor"), vec![f64::NEG_INFINITY]);
+    // Merging two catalogs that both hold NaN counts one NaN value, not two.
+    let mut merged = catalog.clone();
+    merged.merge(&catalog);
+    let entry = merged
+        .keys(TagScope::Span)
+        .iter()
+        .find(|k| k.key == "app.ratio")
+        .unwrap();
+    assert_eq!(entry.values.len(), 2, "{:?}", entry.values);
+}
+
+/// A block whose tag catalog cannot be read costs that block's tags, never the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_whose_catalog_cannot_be_read_costs_only_its_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(dir.path());
+    let (id, batches) = crate::grafana::short_id_trace(1_700_000_000_000_000_000);
+    let good: Traces = [(id, batches)].into_iter().collect();
+    let good = write_blocks(store.clone(), &good, 1, &BlockOptions::default()).await;
+    let other = write_blocks(store.clone(), &generate(5, 20), 1, &BlockOptions::default()).await;
+    let tags = |meta: &BlockMeta| {
+        dir.path()
+            .join("blocks/single-tenant/blocks")
+            .join(meta.block_id.to_string())
+            .join("tags.json")
+    };
+    std::fs::write(tags(&other[0]), "{\"scopes\": {\"span\": [{\"key\": 1").unwrap();
+    let blocklist = Arc::new(Blocklist::new(store.clone()));
+    blocklist.poll().await.unwrap();
+    let reader = Arc::new(TraceReader::new(store.clone(), blocklist));
+    let sources =
+        tracefusion::exec::sources::QuerySources::new(store.clone(), reader, None, Vec::new())
+            .unwrap();
+    let merged = sources
+        .tag_catalog("single-tenant", None)
+        .await
+        .expect("a bad catalog does not fail the request");
+    let span_keys: Vec<&str> = merged
+        .catalog
+        .keys(TagScope::Span)
+        .iter()
+        .map(|k| k.key.as_str())
+        .collect();
+    assert!(span_keys.contains(&"app.ratio"), "{span_keys:?}");
+    assert!(
+        !span_keys.contains(&"http.route"),
+        "the bad block's keys: {span_keys:?}"
+    );
+    // Mended, the block's tags come back: a failed read is not cached.
+    let meta = &good[0];
+    std::fs::copy(tags(meta), tags(&other[0])).unwrap();
+    let merged = sources.tag_catalog("single-tenant", None).await.unwrap();
+    let ratio = merged
+        .catalog
+        .keys(TagScope::Span)
+        .iter()
+        .find(|k| k.key == "app.ratio")
+        .unwrap()
+        .count;
+    assert_eq!(ratio, 4, "both blocks' app.ratio counted");
 }
 
 /// The blocklist notices new blocks and removed blocks, and ignores blocks without meta.json.

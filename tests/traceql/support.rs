@@ -114,15 +114,6 @@ pub async fn wait_ready(
     }
 }
 
-/// Waits until something accepts connections on `port` (at most 20 s).
-pub fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// An in-process ingester over `store` with its WAL in `dir/wal`, no fsync, no per-trace
 /// limit, default block options, and memory enough for any test: traces go to the head after
 /// `idle`, and a head is cut at `max_block_bytes` (or after an hour).
@@ -149,4 +140,92 @@ pub(crate) fn ingester(
         blocklist,
     )
     .expect("open the ingester")
+}
+
+/// Starts a real S3 server (`s3s-fs`, in this process) over the folder `root`, whose
+/// subfolders are buckets; returns its port on 127.0.0.1. It serves until the test ends.
+pub async fn s3_server(root: &std::path::Path, access_key: &str, secret_key: &str) -> u16 {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    let mut builder =
+        s3s::service::S3ServiceBuilder::new(s3s_fs::FileSystem::new(root).expect("s3s-fs root"));
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key, secret_key));
+    let service = builder.build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the S3 server");
+    let port = listener.local_addr().expect("S3 address").port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let _ = Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+/// A Python interpreter that can `import pyarrow`: a virtual environment under the target
+/// directory, made (and pyarrow installed from PyPI) on first use, so a machine with only
+/// `python3` runs the tests. Panics with what is missing if that cannot be done.
+pub fn python_with_pyarrow() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pyarrow-venv");
+            let python = venv.join("bin/python");
+            let has_pyarrow = |python: &std::path::Path| {
+                Command::new(python)
+                    .args(["-c", "import pyarrow"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            };
+            if has_pyarrow(&python) {
+                return python;
+            }
+            // Made beside the final folder and renamed into place, so a run killed halfway
+            // (or a second test process) never sees a half-installed environment.
+            let building = venv.with_extension(format!("building-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&building);
+            let run = |command: &mut Command, what: &str| {
+                let output = command
+                    .output()
+                    .unwrap_or_else(|e| panic!("{what}: cannot run it: {e}"));
+                assert!(
+                    output.status.success(),
+                    "{what} failed; the pyarrow test needs python3 with the venv module and \
+                     access to PyPI:\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            };
+            run(
+                Command::new("python3").args(["-m", "venv"]).arg(&building),
+                "python3 -m venv",
+            );
+            run(
+                Command::new(building.join("bin/python")).args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "pyarrow>=17",
+                ]),
+                "pip install pyarrow",
+            );
+            if std::fs::rename(&building, &venv).is_err() {
+                // Another process finished first; use its environment.
+                let _ = std::fs::remove_dir_all(&building);
+            }
+            assert!(
+                has_pyarrow(&python),
+                "{} cannot import pyarrow",
+                python.display()
+            );
+            python
+        })
+        .clone()
 }
