@@ -34,7 +34,8 @@ pub enum Command {
         Without --config the embedded defaults apply: the Tempo HTTP API on :3200 \
         (`GET /ready`, `/api/echo`, `/api/status/buildinfo`), local storage under \
         ./tracefusion-data. A Tempo config file mostly just works: known keys are honoured, \
-        unknown keys are reported in one warning. Stop with Ctrl-C or SIGTERM; in-flight \
+        unknown keys are reported in one warning, and so are Tempo keys that are accepted \
+        but have no effect here. Stop with Ctrl-C or SIGTERM; in-flight \
         requests finish first (server.graceful_shutdown_timeout).\n\n\
         Examples:\n  tracefusion serve\n  tracefusion serve --config tempo.yaml --config.expand-env")]
     Serve(ConfigArgs),
