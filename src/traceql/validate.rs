@@ -359,7 +359,19 @@ fn type_of(expr: &FieldExpr) -> Checked<Type> {
                     FieldExpr::Static(Static::String(pattern)) => {
                         // Syntax check only: compiling the automaton is the planner's job and
                         // costs a hundred times more.
-                        if let Err(e) = regex_syntax::parse(&format!("^(?s:{pattern})$")) {
+                        let parsed = regex_syntax::parse(&format!("^(?s:{pattern})$"));
+                        if let Ok(hir) = &parsed
+                            && expanded_size(hir) > MAX_REGEX_SIZE
+                        {
+                            return invalid(
+                                *pos,
+                                format!(
+                                    "regex {pattern:?} is too large: with its repetitions \
+                                     multiplied out it exceeds {MAX_REGEX_SIZE} items"
+                                ),
+                            );
+                        }
+                        if let Err(e) = parsed {
                             // The regex crate explains on several lines; its last line says why.
                             let why = e.to_string();
                             let why = why
@@ -512,4 +524,28 @@ fn metrics_aggregate(m: &MetricsAggregate) -> Checked<bool> {
         }
     }
     Ok(false)
+}
+
+/// How large a regex may grow once its repetitions are multiplied out. Past this, compiling it
+/// fails (or takes seconds and much memory), so it is refused here with a position.
+const MAX_REGEX_SIZE: u64 = 100_000;
+
+/// The number of items a regex expands to when every counted repetition is written out.
+fn expanded_size(hir: &regex_syntax::hir::Hir) -> u64 {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => 0,
+        HirKind::Literal(literal) => literal.0.len() as u64,
+        HirKind::Class(_) => 1,
+        HirKind::Repetition(repetition) => {
+            let count = repetition.max.unwrap_or(repetition.min).max(1) as u64;
+            expanded_size(&repetition.sub).saturating_mul(count)
+        }
+        HirKind::Capture(capture) => expanded_size(&capture.sub),
+        HirKind::Concat(items) | HirKind::Alternation(items) => {
+            items.iter().fold(0u64, |total, item| {
+                total.saturating_add(expanded_size(item))
+            })
+        }
+    }
 }

@@ -72,7 +72,13 @@ fn bench_reports_every_figure_and_compares_runs() {
             .unwrap_or_else(|| panic!("{name} missing from the JSON"))
     };
     for name in FIGURES {
-        assert!(value(name) > 0.0, "{name} = {}", value(name));
+        // How much the ingester still holds when it is measured depends on the machine's load
+        // (a busy machine may have cut it all to blocks): present, but possibly zero.
+        if name == "live.held_spans" {
+            assert!(value(name) >= 0.0, "{name} = {}", value(name));
+        } else {
+            assert!(value(name) > 0.0, "{name} = {}", value(name));
+        }
         assert!(
             table.contains(name),
             "{name} missing from the table:\n{table}"

@@ -253,6 +253,13 @@ fn errors_point_at_the_problem() {
             "invalid regex",
         ),
         (
+            "{ name =~ \"a{1000}{1000}{1000}\" }",
+            ErrorKind::Validate,
+            1,
+            8,
+            "too large",
+        ),
+        (
             "{ parent.a = 1 }",
             ErrorKind::Unsupported,
             1,
