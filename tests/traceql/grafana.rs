@@ -746,6 +746,20 @@ fn fixture(seed: u64, count: usize) -> Traces {
     traces
 }
 
+/// The resource's `service.name`, when it is a string.
+fn service_name(rs: &ResourceSpans) -> Option<String> {
+    let kv = rs
+        .resource
+        .as_ref()?
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")?;
+    match kv.value.as_ref()?.value.as_ref()? {
+        Value::StringValue(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
 fn all_spans(batches: &[ResourceSpans]) -> impl Iterator<Item = &Span> {
     batches
         .iter()
@@ -1067,17 +1081,7 @@ async fn replay(grafana: &Grafana, traces: &Traces, phase: &str) {
             all_spans(std::slice::from_ref(rs))
                 .any(|s| s.status.as_ref().is_some_and(|st| st.code == 2))
         })
-        .and_then(|rs| {
-            rs.resource
-                .as_ref()?
-                .attributes
-                .iter()
-                .find(|kv| kv.key == "service.name")
-        })
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            Value::StringValue(s) => Some(s.clone()),
-            _ => None,
-        })
+        .and_then(service_name)
         .expect("the data has an error span");
     let service_errors = format!("{{resource.service.name=\"{error_service}\" && status=error}}");
     assert!(!expected_search(traces, &service_errors, 20).is_empty());
@@ -1172,14 +1176,7 @@ async fn replay(grafana: &Grafana, traces: &Traces, phase: &str) {
     let mut services = BTreeSet::new();
     let mut span_keys = BTreeSet::new();
     for rs in traces.values().flatten() {
-        for kv in &rs.resource.as_ref().unwrap().attributes {
-            if kv.key == "service.name"
-                && let Some(Value::StringValue(s)) =
-                    kv.value.as_ref().and_then(|v| v.value.as_ref())
-            {
-                services.insert(s.clone());
-            }
-        }
+        services.extend(service_name(rs));
         for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
             span_keys.extend(span.attributes.iter().map(|kv| kv.key.clone()));
         }
@@ -1364,14 +1361,7 @@ fn expected_services(traces: &Traces, filter: &str) -> BTreeSet<String> {
     for (id, sets) in &matches {
         let matched: BTreeSet<[u8; 8]> = sets.iter().flatten().copied().collect();
         for rs in &traces[id] {
-            let service = rs
-                .resource
-                .as_ref()
-                .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-                    Value::StringValue(s) => Some(s.clone()),
-                    _ => None,
-                });
+            let service = service_name(rs);
             for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
                 if matched.contains(&<[u8; 8]>::try_from(span.span_id.as_slice()).unwrap()) {
                     services.extend(service.clone());
