@@ -12,6 +12,8 @@ use crate::api::http::{self, ApiState, Readiness};
 use crate::api::search::SearchState;
 use crate::api::traces::TraceSources;
 use crate::config::{Config, WalSync};
+use crate::exec::runner::{QueryLimits, QueryRunner};
+use crate::exec::session::MemoryLimits;
 use crate::exec::sources::QuerySources;
 use crate::ingest::distributor::{Distributor, Limits};
 use crate::ingest::ingester::{Ingester, IngesterOptions};
@@ -135,8 +137,20 @@ pub async fn serve(
                 reader,
                 Some(ingester.clone()),
                 trace_config.block.parquet_dedicated_columns.clone(),
+                MemoryLimits {
+                    total: config.querier.memory_limit.0 as usize,
+                    per_query: config.querier.query_memory_limit.0 as usize,
+                },
             )?,
             multitenancy: config.multitenancy_enabled,
+            runner: Arc::new(
+                QueryRunner::new(QueryLimits {
+                    timeout: config.query_frontend.search.query_timeout.0,
+                    max_per_tenant: config.query_frontend.max_outstanding_per_tenant.max(1),
+                    ..QueryLimits::default()
+                })
+                .context("cannot start the query runtime")?,
+            ),
         },
         &config.server.http_api_prefix,
     );

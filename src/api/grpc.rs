@@ -22,7 +22,9 @@ use tonic::Status;
 use super::search::{SearchState, search_metrics_proto, search_request, trace_proto};
 use super::tempopb::{SearchRequest, SearchResponse};
 use super::traces::tenant_of;
+use crate::exec::runner::QueryError;
 use crate::exec::search::search_with_progress;
+use crate::exec::session::MemoryBusy;
 
 /// The full method name Grafana calls.
 pub const SEARCH_PATH: &str = "/tempopb.StreamingQuerier/Search";
@@ -89,22 +91,32 @@ fn start_search(
         .map_err(|(_, message)| Status::unauthenticated(message))?;
     let (query, options) =
         search_request(&http_params(request.get_ref())).map_err(Status::invalid_argument)?;
+    let permit = state.runner.admit(&tenant).map_err(status_of)?;
     let ctx = state
         .sources
         .session(&tenant)
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(|e| status_of(QueryError::Failed(e)))?;
     let total_blocks = state.sources.reader.blocklist().blocks(&tenant).len();
     let (messages, stream) = tokio::sync::mpsc::channel(8);
-    tokio::spawn(async move {
-        let progress = messages.clone();
-        let result = search_with_progress(&ctx, &query, &options, |stats| {
-            // Progress is a courtesy: a client that reads slowly misses some, never the result.
+    let progress = messages.clone();
+    let work = async move {
+        search_with_progress(&ctx, &query, &options, |stats| {
             let _ = progress.try_send(Ok(SearchResponse {
                 traces: Vec::new(),
                 metrics: Some(search_metrics_proto(stats, 0, total_blocks)),
             }));
         })
-        .await;
+        .await
+    };
+    tokio::spawn(async move {
+        // The query stops when the client goes away: the stream's receiver is dropped.
+        let result = tokio::select! {
+            result = state.runner.run(permit, work) => result,
+            () = messages.closed() => {
+                tracing::debug!("streaming search: the client went away; query stopped");
+                return;
+            }
+        };
         let sent = match result {
             Ok(result) => {
                 let metrics =
@@ -192,11 +204,21 @@ fn chunks(
     groups
 }
 
-fn status_of(e: DataFusionError) -> Status {
+/// The gRPC status of a query the runner refused, stopped or could not finish.
+fn status_of(e: QueryError) -> Status {
     match e {
-        DataFusionError::Plan(m) | DataFusionError::NotImplemented(m) => {
-            Status::invalid_argument(format!("invalid TraceQL query: {m}"))
-        }
-        other => Status::internal(format!("search failed: {other}")),
+        QueryError::Busy { .. } => Status::resource_exhausted(e.to_string()),
+        QueryError::Timeout(_) => Status::deadline_exceeded(e.to_string()),
+        QueryError::Failed(e) => match e.find_root() {
+            DataFusionError::Plan(m) | DataFusionError::NotImplemented(m) => {
+                Status::invalid_argument(format!("invalid TraceQL query: {m}"))
+            }
+            DataFusionError::ResourcesExhausted(m) => Status::invalid_argument(m.clone()),
+            DataFusionError::External(busy) if busy.downcast_ref::<MemoryBusy>().is_some() => {
+                Status::unavailable(busy.to_string())
+            }
+            _ => Status::internal(format!("search failed: {e}")),
+        },
+        QueryError::Panicked(_) => Status::internal(e.to_string()),
     }
 }

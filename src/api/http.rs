@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router, extract::State};
 use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
 
 /// Whether the process should receive traffic: `/ready` answers 200 only in `Ready`.
 #[derive(Debug, Default)]
@@ -74,10 +75,22 @@ pub fn router(
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(grpc);
-    match normalize_api_prefix(api_prefix) {
+    let routes = match normalize_api_prefix(api_prefix) {
         Some(prefix) => root.nest(&prefix, api),
         None => root.merge(api),
-    }
+    };
+    // A panic in a handler costs that request a 500, never the process or its connection.
+    routes.layer(CatchPanicLayer::custom(panic_response))
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = crate::exec::runner::panic_text(panic.as_ref());
+    tracing::error!(%message, "request handler panicked");
+    (
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        format!("internal error: {message}"),
+    )
+        .into_response()
 }
 
 /// `server.http_api_prefix` as a route prefix: a leading `/`, no trailing one; `None` when

@@ -4,6 +4,7 @@
 //! rejects unknown fields, so only Tempo's fields are written, zero values left out).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -15,10 +16,12 @@ use super::traces::{tenant_of, time_range};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 
 use super::tempopb;
+use crate::exec::runner::{QueryError, QueryRunner};
 use crate::exec::search::{
     AttrValue, DEFAULT_LIMIT, DEFAULT_SPSS, MAX_SPSS, SearchOptions, SearchResult, SearchStats,
     TraceMatch,
 };
+use crate::exec::session::MemoryBusy;
 use crate::exec::sources::QuerySources;
 use crate::exec::values;
 use crate::storage::catalog::{TagScope, TagValue};
@@ -27,10 +30,9 @@ use crate::traceql::ast::{
 };
 use crate::traceql::autocomplete_filter;
 
-/// Tempo's `max_result_limit`, search range limit and query size limit.
+/// Tempo's `max_result_limit` and search range limit.
 const MAX_LIMIT: usize = 262_144;
 const MAX_RANGE_SECONDS: i64 = 168 * 3600;
-const MAX_QUERY_BYTES: usize = 128 << 10;
 
 /// Root service name of a trace whose root span has not arrived, as Tempo writes it.
 const NO_ROOT: &str = "<root span not yet received>";
@@ -68,6 +70,8 @@ const INTRINSIC_TAGS: [&str; 25] = [
 pub struct SearchState {
     pub sources: QuerySources,
     pub multitenancy: bool,
+    /// Where queries over span data run, with their limits.
+    pub runner: Arc<QueryRunner>,
 }
 
 fn bad_request(message: impl Into<String>) -> Response {
@@ -82,17 +86,47 @@ fn json_response(body: Json) -> Response {
         .into_response()
 }
 
-/// Planning errors are the query's fault; anything else is ours.
+/// Seconds a client is asked to wait before retrying a query refused for load.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+fn retry_later(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)],
+        message,
+    )
+        .into_response()
+}
+
+/// Planning errors and a query's own memory need are the query's fault; memory held by other
+/// queries is load; anything else is ours.
 fn query_failed(e: DataFusionError) -> Response {
-    match e {
+    match e.find_root() {
         DataFusionError::Plan(m) | DataFusionError::NotImplemented(m) => {
             bad_request(format!("invalid TraceQL query: {m}"))
         }
-        other => (
+        DataFusionError::ResourcesExhausted(m) => bad_request(m.clone()),
+        DataFusionError::External(busy) if busy.downcast_ref::<MemoryBusy>().is_some() => {
+            retry_later(StatusCode::SERVICE_UNAVAILABLE, busy.to_string())
+        }
+        _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("search failed: {other}"),
+            format!("search failed: {e}"),
         )
             .into_response(),
+    }
+}
+
+/// The answer to a query the runner refused, stopped or could not finish.
+pub(crate) fn run_failed(e: QueryError) -> Response {
+    match e {
+        QueryError::Busy { .. } => retry_later(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+        QueryError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, e.to_string()).into_response(),
+        QueryError::Failed(e) => query_failed(e),
+        QueryError::Panicked(_) => {
+            tracing::error!(error = %e, "query panicked");
+            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+        }
     }
 }
 
@@ -221,14 +255,19 @@ pub async fn search(
         Ok(request) => request,
         Err(e) => return bad_request(e),
     };
+    let permit = match state.runner.admit(&tenant) {
+        Ok(permit) => permit,
+        Err(e) => return run_failed(e),
+    };
     let ctx = match state.sources.session(&tenant) {
         Ok(ctx) => ctx,
         Err(e) => return query_failed(e),
     };
     let total_blocks = state.sources.reader.blocklist().blocks(&tenant).len();
-    let result = match crate::exec::search::search(&ctx, &query, &options).await {
+    let work = async move { crate::exec::search::search(&ctx, &query, &options).await };
+    let result = match state.runner.run(permit, work).await {
         Ok(result) => result,
-        Err(e) => return query_failed(e),
+        Err(e) => return run_failed(e),
     };
     let protobuf = headers
         .get(header::ACCEPT)
@@ -262,12 +301,6 @@ pub(crate) fn search_request(
     let text = match params.get("q").filter(|q| !q.trim().is_empty()) {
         Some(_) if params.contains_key("tags") => {
             return Err("invalid search request: give either q or tags, not both".into());
-        }
-        Some(q) if q.len() > MAX_QUERY_BYTES => {
-            return Err(format!(
-                "query is {} bytes, more than the {MAX_QUERY_BYTES} allowed",
-                q.len()
-            ));
         }
         Some(q) => q.clone(),
         None => legacy_query(params)?,
@@ -645,15 +678,18 @@ async fn scoped_names(
     params: &HashMap<String, String>,
 ) -> Result<(HashMap<&'static str, BTreeSet<String>>, Json), Response> {
     if let Some(filter) = params.get("q").and_then(|q| autocomplete_filter(q)) {
-        let (ctx, start, end) = span_data(state, headers, params).await?;
-        match values::tag_names(&ctx, Some(&filter), start, end).await {
+        let (tenant, ctx, start, end) = span_data(state, headers, params).await?;
+        let work = async move { values::tag_names(&ctx, Some(&filter), start, end).await };
+        match state.runner.admit_and_run(&tenant, work).await {
             Ok(found) => {
                 let metrics = inspected_metrics(found.inspected_bytes);
                 return Ok((found.scopes.into_iter().collect(), metrics));
             }
             // A filter that cannot be planned leaves the names unfiltered, as Tempo's does.
-            Err(DataFusionError::Plan(_) | DataFusionError::NotImplemented(_)) => {}
-            Err(other) => return Err(query_failed(other)),
+            Err(QueryError::Failed(
+                DataFusionError::Plan(_) | DataFusionError::NotImplemented(_),
+            )) => {}
+            Err(other) => return Err(run_failed(other)),
         }
     }
     let merged = catalog(state, headers, params).await?;
@@ -855,24 +891,29 @@ async fn narrowed_values(
     if let Some(value) = required_value(filter, field) {
         return Ok(Some((vec![value], json!({}))));
     }
-    let (ctx, start, end) = span_data(state, headers, params).await?;
-    match values::field_values(&ctx, Some(filter), field, start, end).await {
+    let (tenant, ctx, start, end) = span_data(state, headers, params).await?;
+    let (filter, field) = (filter.clone(), field.clone());
+    let work = async move { values::field_values(&ctx, Some(&filter), &field, start, end).await };
+    match state.runner.admit_and_run(&tenant, work).await {
         Ok(found) => {
             let typed = found.values.iter().map(typed_attr_value).collect();
             Ok(Some((typed, inspected_metrics(found.inspected_bytes))))
         }
-        Err(DataFusionError::Plan(_) | DataFusionError::NotImplemented(_)) => Ok(None),
-        Err(other) => Err(query_failed(other)),
+        Err(QueryError::Failed(DataFusionError::Plan(_) | DataFusionError::NotImplemented(_))) => {
+            Ok(None)
+        }
+        Err(other) => Err(run_failed(other)),
     }
 }
 
-/// A session over the tenant's span data, and the request's time range (Unix nanoseconds).
+/// The tenant, a session over its span data, and the request's time range (Unix nanoseconds).
 async fn span_data(
     state: &SearchState,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<
     (
+        String,
         datafusion::prelude::SessionContext,
         Option<i64>,
         Option<i64>,
@@ -882,7 +923,7 @@ async fn span_data(
     let tenant = tenant_of(headers, state.multitenancy).map_err(IntoResponse::into_response)?;
     let range = search_range(params).map_err(bad_request)?;
     let ctx = state.sources.session(&tenant).map_err(query_failed)?;
-    Ok((ctx, range.map(|r| r.0), range.map(|r| r.1)))
+    Ok((tenant, ctx, range.map(|r| r.0), range.map(|r| r.1)))
 }
 
 /// The metrics of a tags or tag-values answer read from span data.

@@ -356,9 +356,14 @@ fn parse(query: Option<String>, file: Option<PathBuf>, json: bool) -> ExitCode {
     }
 }
 
+/// Stack of the command runtime's threads: the CLI plans queries on them, and a query within
+/// the bounds of [`crate::traceql::bounds`] recurses deeper than tokio's default 2 MiB.
+const COMMAND_STACK_BYTES: usize = 16 << 20;
+
 /// The runtime a command's async work runs on.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(COMMAND_STACK_BYTES)
         .enable_all()
         .build()
 }
@@ -375,6 +380,10 @@ async fn store_sources(config: &ConfigArgs) -> anyhow::Result<crate::exec::sourc
         reader,
         None,
         config.storage.trace.block.parquet_dedicated_columns,
+        crate::exec::session::MemoryLimits {
+            total: config.querier.memory_limit.0 as usize,
+            per_query: config.querier.query_memory_limit.0 as usize,
+        },
     )?)
 }
 

@@ -28,6 +28,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub distributor: DistributorConfig,
     pub ingester: IngesterConfig,
+    pub query_frontend: QueryFrontendConfig,
+    pub querier: QuerierConfig,
     pub storage: StorageConfig,
     pub compactor: CompactorConfig,
     pub overrides: OverridesConfig,
@@ -41,6 +43,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             distributor: DistributorConfig::default(),
             ingester: IngesterConfig::default(),
+            query_frontend: QueryFrontendConfig::default(),
+            querier: QuerierConfig::default(),
             storage: StorageConfig::default(),
             compactor: CompactorConfig::default(),
             overrides: OverridesConfig::default(),
@@ -241,6 +245,56 @@ impl Default for IngesterConfig {
             trace_idle_period: Duration::from_secs(10),
             max_block_duration: Duration::from_secs(30 * 60),
             max_block_bytes: ByteSize(500 << 20),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueryFrontendConfig {
+    /// Queries one tenant may have running at once; more are answered 429.
+    pub max_outstanding_per_tenant: usize,
+    pub search: FrontendSearchConfig,
+}
+
+impl Default for QueryFrontendConfig {
+    fn default() -> Self {
+        Self {
+            max_outstanding_per_tenant: 16,
+            search: FrontendSearchConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FrontendSearchConfig {
+    /// A query still running after this long is stopped.
+    pub query_timeout: Duration,
+}
+
+impl Default for FrontendSearchConfig {
+    fn default() -> Self {
+        Self {
+            query_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QuerierConfig {
+    /// Memory all running queries together may hold in operators (sorts, aggregates, joins).
+    pub memory_limit: ByteSize,
+    /// Memory one query may hold.
+    pub query_memory_limit: ByteSize,
+}
+
+impl Default for QuerierConfig {
+    fn default() -> Self {
+        Self {
+            memory_limit: ByteSize(4 << 30),
+            query_memory_limit: ByteSize(1 << 30),
         }
     }
 }

@@ -9,7 +9,7 @@ use datafusion::prelude::SessionContext;
 use object_store::ObjectStore;
 use uuid::Uuid;
 
-use super::session::QueryRuntime;
+use super::session::{MemoryLimits, QueryRuntime};
 use super::table::{BlocksTable, LiveTable, SpansTable};
 use crate::config::DedicatedColumn;
 use crate::ingest::ingester::Ingester;
@@ -47,9 +47,10 @@ impl QuerySources {
         reader: Arc<TraceReader>,
         ingester: Option<Arc<Ingester>>,
         dedicated: Vec<DedicatedColumn>,
+        memory: MemoryLimits,
     ) -> Result<Self> {
         Ok(Self {
-            runtime: QueryRuntime::new(store.clone())?,
+            runtime: QueryRuntime::new(store.clone(), memory)?,
             store,
             reader,
             ingester,

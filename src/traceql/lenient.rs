@@ -12,7 +12,7 @@ use super::compile;
 /// `q` does not narrow anything (blank, `{}`, only `true` left after repair, pipelines,
 /// structural operators, or text that is no spanset filter at all).
 pub fn autocomplete_filter(q: &str) -> Option<FieldExpr> {
-    if q.trim().is_empty() {
+    if q.trim().is_empty() || q.len() > super::bounds::MAX_QUERY_BYTES {
         return None;
     }
     let expr = match compile(q) {

@@ -2,6 +2,7 @@
 //! errors with line and column. Knows nothing of DataFusion, storage or HTTP.
 
 pub mod ast;
+pub mod bounds;
 pub mod error;
 mod lenient;
 mod lexer;

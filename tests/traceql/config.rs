@@ -169,7 +169,7 @@ fn tempo_style_file_is_honoured() {
         loaded.unknown_keys,
         [
             "stream_over_http_enabled",
-            "query_frontend",
+            "query_frontend.search.duration_slo",
             "distributor.receivers.jaeger",
             "metrics_generator"
         ]
@@ -432,7 +432,11 @@ fn readme_embeds_the_current_reference() {
 fn config_command_prints_effective_config_and_rejects_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yaml");
-    std::fs::write(&good, "server:\n  http_listen_port: 3333\nquerier: {}\n").unwrap();
+    std::fs::write(
+        &good,
+        "server:\n  http_listen_port: 3333\nquery_scheduler: {}\n",
+    )
+    .unwrap();
     let out = Command::new(binary())
         .args(["config", "--config"])
         .arg(&good)
@@ -441,7 +445,7 @@ fn config_command_prints_effective_config_and_rejects_bad_files() {
     assert!(out.status.success());
     let printed = parse(&String::from_utf8(out.stdout).unwrap()).config;
     assert_eq!(printed.server.http_listen_port, 3333);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("querier"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("query_scheduler"));
 
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "ingester:\n  max_block_bytes: lots\n").unwrap();

@@ -6,6 +6,7 @@ mod config;
 mod conformance;
 mod corpus;
 mod grafana;
+mod hostile;
 mod ingest;
 mod parse;
 mod reference;

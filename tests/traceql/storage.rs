@@ -534,9 +534,14 @@ async fn a_block_whose_catalog_cannot_be_read_costs_only_its_tags() {
     let blocklist = Arc::new(Blocklist::new(store.clone()));
     blocklist.poll().await.unwrap();
     let reader = Arc::new(TraceReader::new(store.clone(), blocklist));
-    let sources =
-        tracefusion::exec::sources::QuerySources::new(store.clone(), reader, None, Vec::new())
-            .unwrap();
+    let sources = tracefusion::exec::sources::QuerySources::new(
+        store.clone(),
+        reader,
+        None,
+        Vec::new(),
+        Default::default(),
+    )
+    .unwrap();
     let merged = sources
         .tag_catalog("single-tenant", None)
         .await

@@ -16,6 +16,7 @@ use std::cell::Cell;
 use nom::error::{ErrorKind as NomErrorKind, ParseError};
 
 use super::ast::{Pos, Query};
+use super::bounds;
 use super::error::{ErrorKind, TraceqlError};
 use super::lexer::{Token, TokenKind, tokenize};
 
@@ -26,9 +27,12 @@ pub(crate) type PResult<'a, T> = nom::IResult<Tokens<'a>, T, SyntaxError>;
 /// of levels; the limit keeps hostile input from exhausting the stack.
 pub const MAX_NESTING: usize = 64;
 
-/// Parses TraceQL text into a typed AST. Does not validate: see [`super::validate`].
+/// Parses TraceQL text into a typed AST. Checks only the size bounds of [`super::bounds`]
+/// (they keep the parser's own recursion safe); the rest of validation is [`super::validate`].
 pub fn parse(query: &str) -> Result<Query, TraceqlError> {
+    bounds::check_size(query)?;
     let tokens = tokenize(query)?;
+    bounds::check_operators(&tokens)?;
     DEPTH.with(|d| d.set(0));
     let result = root::query(&tokens);
     match result {
