@@ -87,8 +87,13 @@ fn start_search(
     request: tonic::Request<SearchRequest>,
 ) -> Result<tonic::Response<SearchStream>, Status> {
     let headers = request.metadata().clone().into_headers();
-    let tenant = tenant_of(&headers, state.multitenancy)
-        .map_err(|(_, message)| Status::unauthenticated(message))?;
+    let tenant = tenant_of(&headers, state.multitenancy).map_err(|(status, message)| {
+        if status == axum::http::StatusCode::UNAUTHORIZED {
+            Status::unauthenticated(message)
+        } else {
+            Status::invalid_argument(message)
+        }
+    })?;
     let (query, options) =
         search_request(&http_params(request.get_ref())).map_err(Status::invalid_argument)?;
     let permit = state.runner.admit(&tenant).map_err(status_of)?;

@@ -90,23 +90,22 @@ pub(crate) fn time_range(params: &HashMap<String, String>) -> Result<Option<Time
     }
 }
 
-/// The request's tenant: `X-Scope-OrgID` with multitenancy (401 without it), else the single
-/// tenant.
+/// The request's tenant: `X-Scope-OrgID` with multitenancy (401 without it, 400 for an id
+/// writes would refuse), else the single tenant.
 pub(crate) fn tenant_of(
     headers: &HeaderMap,
     multitenancy: bool,
-) -> Result<String, (StatusCode, &'static str)> {
-    if !multitenancy {
-        return Ok(crate::ingest::distributor::SINGLE_TENANT.to_string());
-    }
-    headers
-        .get("x-scope-orgid")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .ok_or((
+) -> Result<String, (StatusCode, String)> {
+    use crate::ingest::distributor::{DistributorError, tenant_id};
+    let org_id = headers.get("x-scope-orgid").map(|v| v.as_bytes());
+    tenant_id(org_id, multitenancy).map_err(|e| match e {
+        DistributorError::MissingTenant => (
             StatusCode::UNAUTHORIZED,
-            "no org id: multitenancy is enabled, send the tenant in the X-Scope-OrgID header",
-        ))
+            "no org id: multitenancy is enabled, send the tenant in the X-Scope-OrgID header"
+                .to_string(),
+        ),
+        other => (StatusCode::BAD_REQUEST, other.to_string()),
+    })
 }
 
 async fn find(

@@ -325,8 +325,16 @@ impl BlocksTable {
         let files: Vec<PartitionedFile> = blocks
             .iter()
             .map(|meta| {
-                PartitionedFile::new(meta.object(DATA_FILE).to_string(), meta.size)
-                    .with_metadata_size_hint(meta.footer_size as usize)
+                // From the path itself: `PartitionedFile::new` would encode its already encoded
+                // text again (`*` is `%2A` in a key, and would become `%252A`).
+                PartitionedFile::from(object_store::ObjectMeta {
+                    location: meta.object(DATA_FILE),
+                    last_modified: meta.end_time,
+                    size: meta.size,
+                    e_tag: None,
+                    version: None,
+                })
+                .with_metadata_size_hint(meta.footer_size as usize)
             })
             .collect();
         // Footers and page indexes come from the runtime's metadata cache: blocks never change.

@@ -17,6 +17,32 @@ use crate::storage::{TraceId, split_by_trace};
 pub const SINGLE_TENANT: &str = "single-tenant";
 const MAX_TENANT_LENGTH: usize = 150;
 
+/// The tenant a request belongs to, from its `X-Scope-OrgID` value, by Tempo's rules: at most
+/// 150 of the characters `a-z A-Z 0-9 ! - _ . * ' ( )`, not `.` or `..`. Writes and reads
+/// both take their tenant from here, so every id a write accepts can be read back.
+pub fn tenant_id(org_id: Option<&[u8]>, multitenancy: bool) -> Result<String, DistributorError> {
+    if !multitenancy {
+        return Ok(SINGLE_TENANT.to_string());
+    }
+    let raw = org_id
+        .map(|v| v.trim_ascii())
+        .filter(|t| !t.is_empty())
+        .ok_or(DistributorError::MissingTenant)?;
+    let valid = raw.len() <= MAX_TENANT_LENGTH
+        && raw != b"."
+        && raw != b".."
+        && raw
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"!-_.*'()".contains(&c));
+    if valid {
+        Ok(String::from_utf8_lossy(raw).into_owned())
+    } else {
+        Err(DistributorError::InvalidTenant(
+            String::from_utf8_lossy(raw).into_owned(),
+        ))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DistributorError {
     #[error("no tenant: multitenancy is enabled and the request has no X-Scope-OrgID")]
@@ -35,6 +61,11 @@ pub enum DistributorError {
         burst: u64,
         size: u64,
     },
+    #[error(
+        "request of {size} bytes is larger than the ingestion burst of {burst} bytes \
+         (overrides.defaults.ingestion.burst_size_bytes): send it in smaller batches"
+    )]
+    LargerThanBurst { size: u64, burst: u64 },
     #[error(transparent)]
     Ingester(#[from] PushError),
 }
@@ -84,6 +115,13 @@ impl Distributor {
             rate_bytes,
             burst_bytes,
         } = self.limits;
+        // A request the full bucket cannot hold would be refused on every retry.
+        if size > burst_bytes {
+            return Err(DistributorError::LargerThanBurst {
+                size,
+                burst: burst_bytes,
+            });
+        }
         let now = Instant::now();
         let mut buckets = self.buckets.lock().expect("rate limiter lock");
         let bucket = buckets.entry(tenant.to_string()).or_insert(Bucket {
@@ -105,27 +143,9 @@ impl Distributor {
         Ok(())
     }
 
-    /// The tenant of a request from its `X-Scope-OrgID` (or gRPC metadata) value. Tenant ids
-    /// become path segments, so only characters that cannot escape a path are accepted.
-    pub fn tenant(&self, org_id: Option<&str>) -> Result<String, DistributorError> {
-        if !self.multitenancy {
-            return Ok(SINGLE_TENANT.to_string());
-        }
-        let tenant = org_id
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(DistributorError::MissingTenant)?;
-        let valid = tenant.len() <= MAX_TENANT_LENGTH
-            && tenant != "."
-            && tenant != ".."
-            && tenant
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "!-_.*'()".contains(c));
-        if valid {
-            Ok(tenant.to_string())
-        } else {
-            Err(DistributorError::InvalidTenant(tenant.to_string()))
-        }
+    /// The tenant of a request from its `X-Scope-OrgID` (or gRPC metadata) value.
+    pub fn tenant(&self, org_id: Option<&[u8]>) -> Result<String, DistributorError> {
+        tenant_id(org_id, self.multitenancy)
     }
 
     /// Validates and stores a request's spans. Invalid spans are refused with a reason; the

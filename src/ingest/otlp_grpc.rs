@@ -38,8 +38,7 @@ impl TraceService for OtlpGrpc {
         let org_id = request
             .metadata()
             .get("x-scope-orgid")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+            .map(|v| v.as_bytes().to_vec());
         let tenant = self
             .distributor
             .tenant(org_id.as_deref())

@@ -51,7 +51,7 @@ fn error(encoding: Encoding, status: StatusCode, grpc_code: i32, message: String
         code: grpc_code,
         message,
     };
-    match encoding {
+    let mut response = match encoding {
         Encoding::Protobuf => (
             status,
             [(header::CONTENT_TYPE, "application/x-protobuf")],
@@ -64,7 +64,14 @@ fn error(encoding: Encoding, status: StatusCode, grpc_code: i32, message: String
             serde_json::json!({"code": body.code, "message": body.message}).to_string(),
         )
             .into_response(),
+    };
+    // OTLP exporters retry 429 and 503, after `Retry-After` when given.
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
+    response
 }
 
 const INVALID_ARGUMENT: i32 = 3;
@@ -154,7 +161,7 @@ async fn export(
             return error(encoding, StatusCode::BAD_REQUEST, INVALID_ARGUMENT, message);
         }
     };
-    let org_id = headers.get("x-scope-orgid").and_then(|v| v.to_str().ok());
+    let org_id = headers.get("x-scope-orgid").map(|v| v.as_bytes());
     let tenant = match distributor.tenant(org_id) {
         Ok(tenant) => tenant,
         Err(e @ DistributorError::MissingTenant) => {
@@ -220,6 +227,12 @@ async fn export(
                 e.to_string(),
             )
         }
+        Err(e @ DistributorError::LargerThanBurst { .. }) => error(
+            encoding,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            INVALID_ARGUMENT,
+            e.to_string(),
+        ),
         Err(e @ DistributorError::RateLimited { .. }) => error(
             encoding,
             StatusCode::TOO_MANY_REQUESTS,

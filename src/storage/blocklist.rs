@@ -30,8 +30,12 @@ pub struct Blocklist {
     tenants: RwLock<HashMap<String, BlockSet>>,
 }
 
+/// The last segment of a listed path, as written before the store's key encoding (which
+/// turns `*`, a valid tenant character, into `%2A`; tenant ids never hold `%`).
 fn last_segment(path: &Path) -> Option<String> {
-    path.parts().next_back().map(|p| p.as_ref().to_string())
+    let part = path.parts().next_back()?;
+    let decoded = percent_encoding::percent_decode_str(part.as_ref()).decode_utf8();
+    Some(decoded.map_or_else(|_| part.as_ref().to_string(), |s| s.into_owned()))
 }
 
 fn sorted(mut blocks: Vec<Arc<BlockMeta>>) -> BlockSet {
