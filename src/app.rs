@@ -43,6 +43,18 @@ pub async fn serve(
     // Storage and the blocklist, then the ingester (which replays its WAL).
     let trace_config = &config.storage.trace;
     let store = open_store(trace_config).context("cannot open the block store (storage.trace)")?;
+    if trace_config.backend == crate::config::Backend::Local {
+        match crate::storage::backend::remove_partial_uploads(&trace_config.local.path) {
+            Ok(removed) => {
+                for path in removed {
+                    tracing::info!(path = %path.display(), "removed a partial upload left by a crash");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot clean partial uploads from the local store")
+            }
+        }
+    }
     let blocklist = Arc::new(Blocklist::new(store.clone()));
     if let Err(error) = blocklist.poll().await {
         tracing::warn!(%error, "cannot list blocks yet; will retry every storage.trace.blocklist_poll");

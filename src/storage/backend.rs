@@ -40,6 +40,33 @@ pub enum BackendError {
     },
 }
 
+/// Removes what a process killed during an upload leaves in a `local` store: the local backend
+/// writes `name#N` and renames it into place, so a file named that way is never an object.
+/// Call it only where no other process writes the store (the server at start-up).
+pub fn remove_partial_uploads(root: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut removed = Vec::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            let partial = entry.file_name().to_str().is_some_and(|name| {
+                name.rsplit_once('#')
+                    .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            });
+            if partial {
+                std::fs::remove_file(&path)?;
+                removed.push(path);
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Opens the configured block store, wrapped in a [`MeteredStore`].
 pub fn open_store(config: &TraceStorageConfig) -> Result<Arc<MeteredStore>, BackendError> {
     let store: Arc<dyn ObjectStore> = match config.backend {

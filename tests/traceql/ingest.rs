@@ -1046,3 +1046,48 @@ async fn every_tenant_id_is_refused_everywhere_or_round_trips() {
     let [by_id, ..] = other;
     assert_eq!(by_id.send().await.unwrap().status(), 404);
 }
+
+/// A kill during a block upload leaves `data.parquet#1` in a local store; the next start
+/// removes it and keeps every real object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_uploads_are_removed_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "").await;
+    push(&server, &generate(7, 5)).await;
+    wait_for_block(&server, "single-tenant").await;
+    let mut stopping = server;
+    stopping.child.signal(libc::SIGTERM);
+    assert!(stopping.child.wait_exit(Duration::from_secs(20)).is_some());
+
+    let block = std::fs::read_dir(dir.path().join("blocks/single-tenant/blocks"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.path().join("meta.json").exists())
+        .expect("a committed block")
+        .path();
+    let partials = [
+        block.join("data.parquet#1"),
+        dir.path().join(
+            "blocks/single-tenant/blocks/0a6f1c3e-0000-4000-8000-000000000000/data.parquet#12",
+        ),
+    ];
+    for partial in &partials {
+        std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+        std::fs::write(partial, b"half a parquet file").unwrap();
+    }
+    let objects_before = committed_blocks(dir.path(), "single-tenant");
+
+    let server = start(dir.path(), "").await;
+    for partial in &partials {
+        assert!(!partial.exists(), "{} is still there", partial.display());
+    }
+    assert_eq!(
+        committed_blocks(dir.path(), "single-tenant"),
+        objects_before
+    );
+    assert!(block.join("data.parquet").exists() && block.join("meta.json").exists());
+    let search = reqwest::get(format!("{}/api/search?q=%7B%7D", server.http))
+        .await
+        .unwrap();
+    assert_eq!(search.status(), 200);
+}
