@@ -113,6 +113,12 @@ fn committed_blocks(dir: &std::path::Path, tenant: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Stops the server with SIGTERM (it writes what it holds as blocks) and waits for it.
+fn stop(mut server: Server) {
+    server.child.signal(libc::SIGTERM);
+    assert!(server.child.wait_exit(Duration::from_secs(20)).is_some());
+}
+
 /// Waits (at most 20 s) until the server has committed a block for `tenant`.
 pub(crate) async fn wait_for_block(server: &Server, tenant: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -991,13 +997,14 @@ async fn every_tenant_id_is_refused_everywhere_or_round_trips() {
             with_tenant(client.get(format!("{base}/api/v2/search/tags")), tenant),
         ]
     };
-    for tenant in &refused {
-        let push = with_tenant(client.post(&server.otlp), tenant)
+    let push_as = |tenant: &str| {
+        with_tenant(client.post(&server.otlp), tenant)
             .header("Content-Type", "application/x-protobuf")
             .body(body.clone())
             .send()
-            .await
-            .unwrap();
+    };
+    for tenant in &refused {
+        let push = push_as(tenant).await.unwrap();
         assert_eq!(push.status(), 400, "push as {tenant:?}");
         assert!(push.text().await.unwrap().contains("invalid tenant"));
         for read in reads(&server.http, tenant) {
@@ -1011,18 +1018,11 @@ async fn every_tenant_id_is_refused_everywhere_or_round_trips() {
         }
     }
     for tenant in &accepted {
-        let push = with_tenant(client.post(&server.otlp), tenant)
-            .header("Content-Type", "application/x-protobuf")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let push = push_as(tenant).await.unwrap();
         assert_eq!(push.status(), 200, "push as {tenant:?}");
     }
 
-    let mut stopping = server;
-    stopping.child.signal(libc::SIGTERM);
-    assert!(stopping.child.wait_exit(Duration::from_secs(20)).is_some());
+    stop(server);
     let server = start(dir.path(), extra).await;
     for tenant in &accepted {
         let [by_id, search, _] = reads(&server.http, tenant);
@@ -1055,9 +1055,7 @@ async fn partial_uploads_are_removed_at_start_up() {
     let server = start(dir.path(), "").await;
     push(&server, &generate(7, 5)).await;
     wait_for_block(&server, "single-tenant").await;
-    let mut stopping = server;
-    stopping.child.signal(libc::SIGTERM);
-    assert!(stopping.child.wait_exit(Duration::from_secs(20)).is_some());
+    stop(server);
 
     let block = std::fs::read_dir(dir.path().join("blocks/single-tenant/blocks"))
         .unwrap()
