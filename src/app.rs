@@ -80,6 +80,7 @@ pub async fn serve(
         store.clone(),
         blocklist.clone(),
     )
+    .await
     .with_context(|| {
         format!(
             "cannot open the write-ahead log in {}",

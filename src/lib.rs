@@ -12,6 +12,7 @@ pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod crash_point;
 pub mod exec;
 pub mod float_text;
 pub mod ingest;

@@ -493,7 +493,8 @@ async fn head_queries(
         crate::ingest::wal::SyncPolicy::Never,
         store.clone(),
         blocklist.clone(),
-    )?;
+    )
+    .await?;
     let mut spans = 0;
     for traces in held {
         spans += traces.values().map(|t| spans_of(t)).sum::<u64>();

@@ -1,7 +1,12 @@
 //! The ingester: spans are logged to the WAL, then held per trace in memory ("live"). A trace
-//! with no new span for `trace_idle_period` moves to the tenant's head block; the head block
-//! is cut by age or size and written as a block. Live, head and in-flight blocks stay readable
-//! until the block is in the blocklist. On start the WAL is replayed.
+//! with no new span for `trace_idle_period`, or live for `max_block_duration`, moves to the
+//! tenant's head block; the head block is cut by age or size and written as a block. Live,
+//! head and in-flight blocks stay readable until the block is in the blocklist.
+//!
+//! Every span is stored exactly once across crashes. Each held trace knows the oldest WAL
+//! segment holding its spans; a segment is removed once no held trace needs it. A cut writes a
+//! cut mark (`wal.rs`) before each block, and takes whole traces (a trace's live spans go with
+//! its head spans), so on start the WAL is replayed without the records committed blocks hold.
 //!
 //! Traces are held protobuf-encoded (an `ExportTraceServiceRequest` per trace; appending two
 //! encodings concatenates their resource-spans), which is several times smaller than decoded
@@ -15,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
@@ -23,8 +28,11 @@ use uuid::Uuid;
 
 use super::chunks::{Chunks, Rows};
 use super::metrics;
-use super::wal::{SyncPolicy, Wal, WalError};
-use crate::storage::block::BlockError;
+use super::wal::{CutMark, SyncPolicy, Wal, WalError};
+use crate::crash_point;
+use crate::storage::block::{
+    BLOOM_FILE, BlockError, DATA_FILE, META_FILE, TAGS_FILE, block_object,
+};
 use crate::storage::combine::span_count;
 use crate::storage::{BlockOptions, BlockWriter, Blocklist, TraceId, split_by_trace};
 
@@ -36,10 +44,12 @@ pub type Traces = BTreeMap<TraceId, Vec<ResourceSpans>>;
 pub(super) struct HeldTrace {
     pub(super) encoded: Vec<u8>,
     start: u64,
+    /// The oldest WAL segment holding spans of it.
+    segment: u64,
 }
 
 impl HeldTrace {
-    fn new(batches: Vec<ResourceSpans>) -> Self {
+    fn new(batches: Vec<ResourceSpans>, segment: u64) -> Self {
         let start = batches
             .iter()
             .flat_map(|rs| &rs.scope_spans)
@@ -50,12 +60,14 @@ impl HeldTrace {
         Self {
             encoded: encode(batches),
             start,
+            segment,
         }
     }
 
     pub(super) fn append(&mut self, other: &HeldTrace) {
         self.encoded.extend_from_slice(&other.encoded);
         self.start = self.start.min(other.start);
+        self.segment = self.segment.min(other.segment);
     }
 
     pub(super) fn bytes(&self) -> u64 {
@@ -87,6 +99,22 @@ pub enum CutError {
     Block(#[from] BlockError),
 }
 
+/// Why the ingester could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(
+        "cannot tell whether block {block} of tenant {tenant:?} was committed, so the write-ahead log cannot be replayed exactly: {source}"
+    )]
+    Store {
+        tenant: String,
+        block: Uuid,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error(
@@ -109,12 +137,19 @@ pub struct Refused {
 struct TenantState {
     /// Traces still receiving spans.
     live: Chunks,
-    last_append: HashMap<TraceId, Instant>,
+    /// When each live trace got its first and its latest spans.
+    appended: HashMap<TraceId, Appended>,
     /// Traces gone idle, until the head block is cut.
     head: Chunks,
     head_since: Option<Instant>,
     /// Blocks being written: still readable until they are in the blocklist.
     flushing: Vec<Flushing>,
+}
+
+#[derive(Clone, Copy)]
+struct Appended {
+    first: Instant,
+    last: Instant,
 }
 
 struct Flushing {
@@ -139,9 +174,12 @@ pub struct Ingester {
     store: Arc<dyn ObjectStore>,
     blocklist: Arc<Blocklist>,
     tenants: Mutex<HashMap<String, TenantState>>,
-    /// Pushes hold it shared from WAL append to memory insert; a cut holds it exclusively, so
-    /// no acknowledged span can fall between the WAL segments it deletes and memory.
+    /// Pushes hold it shared from WAL append to memory insert; a cut holds it exclusively
+    /// while it rotates the WAL and takes the head blocks, so everything it takes was logged
+    /// before the segment it rotates to, and everything logged later is held after.
     cut_lock: tokio::sync::RwLock<()>,
+    /// One cut at a time (the cutter task and shutdown).
+    cutting: tokio::sync::Mutex<()>,
     held_bytes: AtomicU64,
 }
 
@@ -184,14 +222,15 @@ fn split_head(head: HeldTraces, max_bytes: u64) -> Vec<HeldTraces> {
 }
 
 impl Ingester {
-    /// Opens the WAL in `wal_dir` and replays it into live traces.
-    pub fn open(
+    /// Opens the WAL in `wal_dir` and replays it into live traces, leaving out what committed
+    /// blocks hold. Blocks a crash left uncommitted are deleted.
+    pub async fn open(
         options: IngesterOptions,
         wal_dir: &Path,
         sync: SyncPolicy,
         store: Arc<dyn ObjectStore>,
         blocklist: Arc<Blocklist>,
-    ) -> Result<Arc<Self>, WalError> {
+    ) -> Result<Arc<Self>, OpenError> {
         let (wal, records) = Wal::open(wal_dir, sync)?;
         let ingester = Arc::new(Self {
             options,
@@ -200,27 +239,89 @@ impl Ingester {
             blocklist,
             tenants: Mutex::new(HashMap::new()),
             cut_lock: tokio::sync::RwLock::new(()),
+            cutting: tokio::sync::Mutex::new(()),
             held_bytes: AtomicU64::new(0),
         });
-        let mut replayed = 0usize;
+        let committed = ingester.resolve_cut_marks().await?;
+        let (mut replayed, mut skipped) = (0usize, 0usize);
         for record in records {
             match ExportTraceServiceRequest::decode(record.request.as_slice()) {
                 Ok(request) => {
                     let (traces, _) = split_by_trace(request.resource_spans);
-                    replayed += traces.len();
-                    let held = traces
+                    let held: HeldTraces = traces
                         .into_iter()
-                        .map(|(id, t)| (id, HeldTrace::new(t)))
+                        .filter(|(id, _)| {
+                            let key = (record.tenant.clone(), *id);
+                            let in_block = committed
+                                .get(&key)
+                                .is_some_and(|before| record.segment < *before);
+                            skipped += usize::from(in_block);
+                            !in_block
+                        })
+                        .map(|(id, t)| (id, HeldTrace::new(t, record.segment)))
                         .collect();
+                    replayed += held.len();
                     ingester.insert(&record.tenant, held);
                 }
                 Err(error) => tracing::warn!(%error, "skipping an undecodable WAL record"),
             }
         }
-        if replayed > 0 {
-            tracing::info!(traces = replayed, "replayed the write-ahead log");
+        if replayed + skipped > 0 {
+            tracing::info!(
+                traces = replayed,
+                already_in_blocks = skipped,
+                "replayed the write-ahead log"
+            );
         }
         Ok(ingester)
+    }
+
+    /// For each trace of a committed block whose cut mark remains: the segment before which
+    /// its records are in blocks. Deletes what uncommitted blocks left, and their marks.
+    async fn resolve_cut_marks(&self) -> Result<HashMap<(String, TraceId), u64>, OpenError> {
+        let mut committed: HashMap<(String, TraceId), u64> = HashMap::new();
+        for mark in self.wal.cut_marks()? {
+            let meta = block_object(&mark.tenant, mark.block_id, META_FILE);
+            match self.store.head(&meta).await {
+                Ok(_) => {
+                    for id in mark.trace_ids {
+                        let before = committed.entry((mark.tenant.clone(), id)).or_default();
+                        *before = (*before).max(mark.before_segment);
+                    }
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    tracing::info!(block = %mark.block_id, tenant = mark.tenant, "removing a block a crash left unfinished; its spans are replayed from the write-ahead log");
+                    self.remove_block_objects(&mark.tenant, mark.block_id)
+                        .await
+                        .map_err(|source| OpenError::Store {
+                            tenant: mark.tenant.clone(),
+                            block: mark.block_id,
+                            source,
+                        })?;
+                    self.wal.remove_cut_mark(mark.block_id)?;
+                }
+                Err(source) => {
+                    return Err(OpenError::Store {
+                        tenant: mark.tenant,
+                        block: mark.block_id,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(committed)
+    }
+
+    /// Deletes the objects of a block that is not (or no longer) committed; `meta.json` first,
+    /// so that readers stop seeing it before anything else goes.
+    async fn remove_block_objects(&self, tenant: &str, block: Uuid) -> object_store::Result<()> {
+        for file in [META_FILE, DATA_FILE, BLOOM_FILE, TAGS_FILE] {
+            match self.store.delete(&block_object(tenant, block, file)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
     }
 
     /// Logs and holds the spans of one request. Returns once they are durable, with what was
@@ -236,7 +337,7 @@ impl Ingester {
         };
         let mut encoded: HeldTraces = traces
             .into_iter()
-            .map(|(id, batches)| (id, HeldTrace::new(batches)))
+            .map(|(id, batches)| (id, HeldTrace::new(batches, u64::MAX)))
             .collect();
         self.refuse_oversized(tenant, &mut encoded, &mut refused);
         if encoded.is_empty() {
@@ -249,7 +350,10 @@ impl Ingester {
             .collect::<Vec<_>>()
             .concat();
         let _shared = self.cut_lock.read().await;
-        self.wal.append(tenant, &record).await?;
+        let segment = self.wal.append(tenant, &record).await?;
+        for trace in encoded.values_mut() {
+            trace.segment = segment;
+        }
         self.insert(tenant, encoded);
         Ok(refused)
     }
@@ -288,7 +392,14 @@ impl Ingester {
                 state.head.add(id, trace);
             } else {
                 state.live.add(id, trace);
-                state.last_append.insert(id, now);
+                state
+                    .appended
+                    .entry(id)
+                    .and_modify(|a| a.last = now)
+                    .or_insert(Appended {
+                        first: now,
+                        last: now,
+                    });
             }
         }
     }
@@ -418,14 +529,20 @@ impl Ingester {
             let mut tenants = self.tenants.lock().expect("ingester lock");
             let mut due = false;
             for (tenant, state) in tenants.iter_mut() {
-                let idle: Vec<TraceId> = state
-                    .last_append
+                // Idle traces, and traces live so long that the WAL segments they hold on to
+                // would pile up.
+                let done: Vec<TraceId> = state
+                    .appended
                     .iter()
-                    .filter(|(_, t)| force || now - **t >= self.options.trace_idle_period)
+                    .filter(|(_, a)| {
+                        force
+                            || now - a.last >= self.options.trace_idle_period
+                            || now - a.first >= self.options.max_block_duration
+                    })
                     .map(|(id, _)| *id)
                     .collect();
-                for id in idle {
-                    state.last_append.remove(&id);
+                for id in done {
+                    state.appended.remove(&id);
                     let trace = state.live.remove(&id).expect("live trace");
                     state.head.add(id, trace);
                     state.head_since.get_or_insert(now);
@@ -449,46 +566,48 @@ impl Ingester {
     }
 
     /// Cuts every non-empty head block into blocks of at most `max_block_bytes`: rotates the
-    /// WAL, re-logs what stays live into the new segment, writes the blocks, and drops the old
-    /// segments once every block is stored.
+    /// WAL, takes the head blocks (with the live spans of their traces), writes each block after
+    /// its cut mark, and removes the WAL segments that no held trace needs any more.
     async fn cut(&self) -> Result<usize, CutError> {
+        let _one_cut = self.cutting.lock().await;
         let (segment, cut) = {
             let _exclusive = self.cut_lock.write().await;
             let segment = self.wal.rotate().await?;
-            let (relog, cut) = {
-                let mut tenants = self.tenants.lock().expect("ingester lock");
-                let mut relog = Vec::new();
-                let mut cut = Vec::new();
-                for (tenant, state) in tenants.iter_mut() {
-                    for (_, live) in state.live.iter() {
-                        relog.push((tenant.clone(), live.encoded.clone()));
-                    }
-                    if !state.head.is_empty() {
-                        let head = state.head.take();
-                        state.head_since = None;
-                        for block in split_head(head, self.options.max_block_bytes) {
-                            let (block_id, traces) = (Uuid::new_v4(), Arc::new(block));
-                            state.flushing.push(Flushing {
-                                block_id,
-                                traces: traces.clone(),
-                                rows: None,
-                            });
-                            cut.push((tenant.clone(), block_id, traces));
-                        }
+            let mut tenants = self.tenants.lock().expect("ingester lock");
+            let mut cut = Vec::new();
+            for (tenant, state) in tenants.iter_mut() {
+                if state.head.is_empty() {
+                    continue;
+                }
+                let mut head = state.head.take();
+                state.head_since = None;
+                // A trace can also be live (spans that came while an earlier cut of it was
+                // written, if that failed). Those spans were logged before `segment` too, and
+                // replay counts on a block holding all of a trace's spans logged before it.
+                for (id, trace) in head.iter_mut() {
+                    if let Some(live) = state.live.remove(id) {
+                        state.appended.remove(id);
+                        trace.append(&live);
                     }
                 }
-                (relog, cut)
-            };
-            for (tenant, encoded) in relog {
-                self.wal.append(&tenant, &encoded).await?;
+                for block in split_head(head, self.options.max_block_bytes) {
+                    let (block_id, traces) = (Uuid::new_v4(), Arc::new(block));
+                    state.flushing.push(Flushing {
+                        block_id,
+                        traces: traces.clone(),
+                        rows: None,
+                    });
+                    cut.push((tenant.clone(), block_id, traces));
+                }
             }
             (segment, cut)
         };
+        crash_point::reached("cut:after-rotate");
 
         let mut written = 0;
         let mut failed = None;
         for (tenant, block_id, head) in cut {
-            let result = self.write_head(&tenant, block_id, &head).await;
+            let result = self.write_block(&tenant, block_id, &head, segment).await;
             let bytes: u64 = head.values().map(HeldTrace::bytes).sum();
             // Readers look in memory first, then in the blocklist: the block must be listed
             // before its traces leave memory, or a reader in between would find neither.
@@ -519,11 +638,76 @@ impl Ingester {
                 }
             }
         }
+        // Pushes from now on log into `segment` or later; older segments are needed only for
+        // what is still held.
+        let needed = self.oldest_held_segment().min(segment);
+        self.wal.remove_before(needed)?;
+        crash_point::reached("cut:after-truncate");
+        self.wal.remove_cut_marks_before(needed)?;
         match failed {
-            Some(error) => Err(error.into()),
-            None => {
-                self.wal.remove_before(segment)?;
-                Ok(written)
+            Some(error) => Err(error),
+            None => Ok(written),
+        }
+    }
+
+    /// The oldest WAL segment that holds spans of a trace held in memory.
+    fn oldest_held_segment(&self) -> u64 {
+        let tenants = self.tenants.lock().expect("ingester lock");
+        tenants
+            .values()
+            .flat_map(|state| {
+                let flushing = state.flushing.iter().flat_map(|f| f.traces.values());
+                state
+                    .live
+                    .iter()
+                    .chain(state.head.iter())
+                    .map(|(_, t)| t)
+                    .chain(flushing)
+                    .map(|t| t.segment)
+            })
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Writes one block of a cut at WAL segment `segment`, after its cut mark. A block that
+    /// fails is removed with its mark, since its traces go back to the head block.
+    async fn write_block(
+        &self,
+        tenant: &str,
+        block_id: Uuid,
+        head: &HeldTraces,
+        segment: u64,
+    ) -> Result<crate::storage::BlockMeta, CutError> {
+        let mark = CutMark {
+            tenant: tenant.to_string(),
+            block_id,
+            before_segment: segment,
+            trace_ids: head.keys().copied().collect(),
+        };
+        let written = match self.wal.write_cut_mark(&mark) {
+            Ok(()) => {
+                crash_point::reached("cut:after-mark");
+                self.write_head(tenant, block_id, head)
+                    .await
+                    .map_err(CutError::from)
+            }
+            Err(error) => Err(error.into()),
+        };
+        match written {
+            Ok(meta) => {
+                crash_point::reached("cut:after-meta");
+                Ok(meta)
+            }
+            Err(error) => {
+                // If the objects cannot be removed the mark stays, and the next start decides
+                // from `meta.json` whether the block exists.
+                match self.remove_block_objects(tenant, block_id).await {
+                    Ok(()) => self.wal.remove_cut_mark(block_id)?,
+                    Err(remove) => {
+                        tracing::warn!(%remove, block = %block_id, "cannot remove a block that failed to write")
+                    }
+                }
+                Err(error)
             }
         }
     }

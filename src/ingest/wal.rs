@@ -1,10 +1,17 @@
 //! The write-ahead log: every accepted request is framed, checksummed and (by default) fsynced
 //! before it is acknowledged. Appends from many requests are written and synced together
 //! (group commit) by one writer thread. Segments are numbered files; the ingester rotates to a
-//! new segment when it cuts a block and removes older segments once the block is stored.
+//! new segment when it cuts a block, and removes a segment once no span it holds is only in
+//! memory.
 //!
 //! Record: `u32 LE payload length | u32 LE crc32 of payload | payload`, payload =
 //! `u16 LE tenant length | tenant | OTLP ExportTraceServiceRequest protobuf`.
+//!
+//! Cut marks (`cuts/<block-id>`) make replay exact. Before the ingester writes a block, it
+//! records the block's trace ids and the segment its cut rotated to: the block holds every span
+//! of those traces that segments before it hold (and earlier blocks do not). If the block is
+//! committed when the log is replayed, those records are skipped for those traces; if it is
+//! not, its leftover objects are deleted. A mark stays until the segments it covers are gone.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
@@ -12,6 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::storage::TraceId;
+
+/// The folder of cut marks, inside the log's folder.
+const CUTS_DIR: &str = "cuts";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
@@ -35,12 +48,14 @@ pub enum SyncPolicy {
 }
 
 enum Command {
-    Append(Vec<u8>, oneshot::Sender<Result<(), WalError>>),
+    Append(Vec<u8>, oneshot::Sender<Result<u64, WalError>>),
     Rotate(oneshot::Sender<Result<u64, WalError>>),
 }
 
 /// A record read back from the log.
 pub struct Record {
+    /// The segment it was read from.
+    pub segment: u64,
     pub tenant: String,
     pub request: Vec<u8>,
 }
@@ -90,7 +105,7 @@ pub fn encode_record(tenant: &str, request: &[u8]) -> Vec<u8> {
 
 /// Reads one segment; stops at a torn or corrupt tail (a write that was never acknowledged) and
 /// reports how many bytes were dropped.
-fn read_segment(path: &Path) -> Result<(Vec<Record>, usize), WalError> {
+fn read_segment(path: &Path, segment: u64) -> Result<(Vec<Record>, usize), WalError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -111,6 +126,7 @@ fn read_segment(path: &Path) -> Result<(Vec<Record>, usize), WalError> {
             break;
         };
         records.push(Record {
+            segment,
             tenant: String::from_utf8_lossy(tenant).into_owned(),
             request: payload[2 + tenant_len..].to_vec(),
         });
@@ -128,7 +144,7 @@ impl Wal {
         let mut replay = Vec::new();
         for id in &existing {
             let path = dir.join(segment_name(*id));
-            let (records, dropped) = read_segment(&path)?;
+            let (records, dropped) = read_segment(&path, *id)?;
             if dropped > 0 {
                 tracing::warn!(
                     segment = %path.display(),
@@ -155,8 +171,9 @@ impl Wal {
         ))
     }
 
-    /// Appends one request and returns once it is durable under the sync policy.
-    pub async fn append(&self, tenant: &str, request: &[u8]) -> Result<(), WalError> {
+    /// Appends one request and returns, once it is durable under the sync policy, the segment
+    /// it is in.
+    pub async fn append(&self, tenant: &str, request: &[u8]) -> Result<u64, WalError> {
         let (done, wait) = oneshot::channel();
         self.commands
             .send(Command::Append(encode_record(tenant, request), done))
@@ -180,6 +197,126 @@ impl Wal {
             if id < segment {
                 let path = self.dir.join(segment_name(id));
                 std::fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one block cut from the ingester covers; see the module docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutMark {
+    pub tenant: String,
+    pub block_id: Uuid,
+    /// The block holds every span of `trace_ids` that segments before this one hold, apart
+    /// from spans already in earlier blocks.
+    pub before_segment: u64,
+    pub trace_ids: Vec<TraceId>,
+}
+
+impl CutMark {
+    /// `u32 LE crc32 of the rest | u64 LE before_segment | block id (16) | u16 LE tenant length
+    /// | tenant | trace ids (16 each)`.
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(30 + self.tenant.len() + 16 * self.trace_ids.len());
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend_from_slice(&self.before_segment.to_le_bytes());
+        bytes.extend_from_slice(self.block_id.as_bytes());
+        bytes.extend_from_slice(&(self.tenant.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(self.tenant.as_bytes());
+        for id in &self.trace_ids {
+            bytes.extend_from_slice(id.as_bytes());
+        }
+        let crc = crc32fast::hash(&bytes[4..]);
+        bytes[..4].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let crc = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
+        if crc32fast::hash(bytes.get(4..)?) != crc {
+            return None;
+        }
+        let before_segment = u64::from_le_bytes(bytes.get(4..12)?.try_into().ok()?);
+        let block_id = Uuid::from_slice(bytes.get(12..28)?).ok()?;
+        let tenant_len = u16::from_le_bytes(bytes.get(28..30)?.try_into().ok()?) as usize;
+        let tenant = std::str::from_utf8(bytes.get(30..30 + tenant_len)?).ok()?;
+        let ids = bytes.get(30 + tenant_len..)?;
+        if ids.len() % 16 != 0 {
+            return None;
+        }
+        let trace_ids = ids
+            .chunks_exact(16)
+            .map(|id| TraceId(id.try_into().expect("16 bytes")))
+            .collect();
+        Some(Self {
+            tenant: tenant.to_string(),
+            block_id,
+            before_segment,
+            trace_ids,
+        })
+    }
+}
+
+impl Wal {
+    fn cuts_dir(&self) -> PathBuf {
+        self.dir.join(CUTS_DIR)
+    }
+
+    /// Stores `mark` durably (written aside, synced, renamed into place) before its block is
+    /// written.
+    pub fn write_cut_mark(&self, mark: &CutMark) -> Result<(), WalError> {
+        let dir = self.cuts_dir();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = dir.join(mark.block_id.to_string());
+        let aside = dir.join(format!("{}.tmp", mark.block_id));
+        let mut file = File::create(&aside).map_err(io(&aside))?;
+        file.write_all(&mark.encode()).map_err(io(&aside))?;
+        file.sync_data().map_err(io(&aside))?;
+        std::fs::rename(&aside, &path).map_err(io(&path))?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&dir))
+    }
+
+    /// Every cut mark stored. A mark that cannot be read (never renamed into place, so its
+    /// block was never written) is removed.
+    pub fn cut_marks(&self) -> Result<Vec<CutMark>, WalError> {
+        let dir = self.cuts_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        let mut marks = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io(&dir))?.path();
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            match CutMark::decode(&bytes) {
+                Some(mark) if path.extension().is_none() => marks.push(mark),
+                _ => {
+                    tracing::warn!(path = %path.display(), "removing an incomplete cut mark");
+                    std::fs::remove_file(&path).map_err(io(&path))?;
+                }
+            }
+        }
+        Ok(marks)
+    }
+
+    /// Removes the mark of `block`, if there is one.
+    pub fn remove_cut_mark(&self, block: Uuid) -> Result<(), WalError> {
+        let path = self.cuts_dir().join(block.to_string());
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the marks that only cover segments before `segment` (gone, or going).
+    pub fn remove_cut_marks_before(&self, segment: u64) -> Result<(), WalError> {
+        for mark in self.cut_marks()? {
+            if mark.before_segment <= segment {
+                self.remove_cut_mark(mark.block_id)?;
             }
         }
         Ok(())
@@ -218,7 +355,7 @@ fn writer_loop(
                 Command::Append(record, done) => {
                     let written = file.write_all(&record).map_err(io(&path(current)));
                     match written {
-                        Ok(()) => waiting.push(done),
+                        Ok(()) => waiting.push((done, current)),
                         Err(e) => {
                             let _ = done.send(Err(e));
                         }
@@ -234,17 +371,21 @@ fn writer_loop(
                     });
                     // Appends before the rotation are durable once the old segment is synced.
                     let ok = result.is_ok();
-                    for w in waiting.drain(..) {
-                        let _ = w.send(if ok { Ok(()) } else { Err(WalError::Stopped) });
+                    for (w, segment) in waiting.drain(..) {
+                        let _ = w.send(if ok {
+                            Ok(segment)
+                        } else {
+                            Err(WalError::Stopped)
+                        });
                     }
                     let _ = done.send(result);
                 }
             }
         }
         let synced = finish(&mut file, sync);
-        for done in waiting {
+        for (done, segment) in waiting {
             let _ = done.send(match &synced {
-                Ok(()) => Ok(()),
+                Ok(()) => Ok(segment),
                 Err(e) => Err(WalError::Io {
                     path: path(current),
                     source: std::io::Error::new(e.kind(), e.to_string()),

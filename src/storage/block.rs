@@ -384,6 +384,7 @@ impl BlockWriter {
         self.close_row_group().await?;
         let data_bytes = self.written.load(std::sync::atomic::Ordering::Relaxed);
         self.writer.close().await?;
+        crate::crash_point::reached("block:after-data");
         let size = self.written.load(std::sync::atomic::Ordering::Relaxed);
 
         let mut bloom = Sbbf::new_with_ndv_fpp(self.trace_ids.len() as u64, BLOOM_FPP)?;
@@ -421,6 +422,7 @@ impl BlockWriter {
             created_at: Utc::now(),
         };
         let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
+        crate::crash_point::reached("block:before-meta");
         self.store.put(&object(META_FILE), json.into()).await?;
         Ok(meta)
     }

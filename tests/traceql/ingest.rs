@@ -32,6 +32,11 @@ fn config_text(dir: &std::path::Path, http: u16, otlp: u16, extra: &str) -> Stri
 }
 
 pub(crate) async fn start(dir: &std::path::Path, extra: &str) -> Server {
+    start_with_env(dir, extra, &[]).await
+}
+
+/// Starts the server with `env` added to its environment.
+async fn start_with_env(dir: &std::path::Path, extra: &str, env: &[(&str, &str)]) -> Server {
     let (http, otlp) = (free_port(), free_port());
     let config = dir.join("tracefusion.yaml");
     std::fs::write(&config, config_text(dir, http, otlp, extra)).unwrap();
@@ -39,7 +44,8 @@ pub(crate) async fn start(dir: &std::path::Path, extra: &str) -> Server {
         Command::new(binary())
             .arg("serve")
             .arg("--config")
-            .arg(&config),
+            .arg(&config)
+            .envs(env.iter().copied()),
     );
     let client = reqwest::Client::new();
     let http = format!("http://127.0.0.1:{http}");
@@ -886,7 +892,8 @@ async fn a_large_head_block_is_cut_into_blocks_of_max_block_bytes() {
         blocklist.clone(),
         Duration::from_secs(3600),
         max_block_bytes,
-    );
+    )
+    .await;
     ingester
         .push("single-tenant", traces.clone())
         .await
@@ -1088,4 +1095,212 @@ async fn partial_uploads_are_removed_at_start_up() {
         .await
         .unwrap();
     assert_eq!(search.status(), 200);
+}
+
+/// Splits every trace in two: even-numbered spans first, the others as late spans.
+fn split_spans(traces: &Traces) -> (Traces, Traces) {
+    let half = |keep_even: bool| -> Traces {
+        traces
+            .iter()
+            .map(|(id, batches)| {
+                let mut batches = batches.clone();
+                let mut n = 0;
+                for rs in &mut batches {
+                    for ss in &mut rs.scope_spans {
+                        ss.spans.retain(|_| {
+                            n += 1;
+                            (n % 2 == 1) == keep_even
+                        });
+                    }
+                }
+                (*id, batches)
+            })
+            .collect()
+    };
+    (half(true), half(false))
+}
+
+fn span_count(traces: &Traces) -> usize {
+    traces
+        .values()
+        .flatten()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum()
+}
+
+/// Rows in the committed blocks of `tenant`, and distinct (trace id, span id) among them,
+/// counted with pyarrow. Fails if a block folder holds data but no `meta.json`.
+fn stored_spans(dir: &std::path::Path, tenant: &str) -> (usize, usize) {
+    let script = r#"
+import os, sys, pyarrow.parquet as pq
+root = sys.argv[1]
+rows, pairs = 0, set()
+for block in os.listdir(root) if os.path.isdir(root) else []:
+    folder = os.path.join(root, block)
+    files = os.listdir(folder)
+    if "meta.json" not in files:
+        assert not files, f"uncommitted block {block} left behind: {files}"
+        continue
+    t = pq.read_table(os.path.join(folder, "data.parquet"), columns=["trace_id", "span_id"])
+    rows += t.num_rows
+    pairs.update(zip(t.column("trace_id").to_pylist(), t.column("span_id").to_pylist()))
+print(rows, len(pairs))
+"#;
+    let output = Command::new(crate::support::python_with_pyarrow())
+        .args(["-c", script])
+        .arg(dir.join("blocks").join(tenant).join("blocks"))
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "pyarrow failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let counts: Vec<usize> = stdout
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    (counts[0], counts[1])
+}
+
+/// Spans `{ }` matches over everything the server holds: the sum of `matched`.
+async fn search_matched(server: &Server) -> u64 {
+    let body: serde_json::Value =
+        reqwest::get(format!("{}/api/search?q=%7B%7D&limit=100000", server.http))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    body["traces"]
+        .as_array()
+        .expect("traces")
+        .iter()
+        .flat_map(|t| t["spanSets"].as_array().cloned().unwrap_or_default())
+        .map(|set| set["matched"].as_u64().unwrap())
+        .sum()
+}
+
+/// Restarts the server on `dir`, stops it (writing all it holds as blocks) and checks that the
+/// store holds each of `expected` spans exactly once, by pyarrow and by search.
+async fn assert_stored_exactly_once(dir: &std::path::Path, expected: usize, what: &str) {
+    let server = start(dir, "").await;
+    stop(server);
+    let (rows, distinct) = stored_spans(dir, "single-tenant");
+    assert_eq!(
+        (rows, distinct),
+        (expected, expected),
+        "{what}: (rows, distinct spans) stored"
+    );
+    let server = start(dir, "").await;
+    assert_eq!(
+        search_matched(&server).await,
+        expected as u64,
+        "{what}: spans search matches"
+    );
+    stop(server);
+}
+
+/// A crash at each step of a block cut, then a restart: every acknowledged span is stored
+/// exactly once. Half of the traces get late spans after the restart, so a trace is in a block
+/// written before the crash and in one written after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_any_step_of_a_cut_stores_every_span_exactly_once() {
+    let traces = generate(57, 240);
+    let (first, late) = split_spans(&traces);
+    let late: Traces = late.into_iter().take(120).collect();
+    let expected = span_count(&first) + span_count(&late);
+    for point in [
+        "cut:after-rotate",
+        "cut:after-mark",
+        "block:after-data",
+        "block:before-meta",
+        "cut:after-meta",
+        "cut:after-truncate",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server =
+            start_with_env(dir.path(), "", &[(tracefusion::crash_point::ENV, point)]).await;
+        push(&server, &first).await;
+        let status = server
+            .child
+            .wait_exit(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("{point}: no cut reached it"));
+        assert!(!status.success(), "{point}: {status}");
+        assert!(server.child.log().contains("aborting here"), "{point}");
+
+        let restarted = start(dir.path(), "").await;
+        push(&restarted, &late).await;
+        stop(restarted);
+        assert_stored_exactly_once(dir.path(), expected, point).await;
+    }
+}
+
+/// Cuts that fail (the block folder cannot be created) keep spans in memory and in the WAL
+/// while more arrive; a SIGKILL then, and a restart with a writable store, stores every span
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_cuts_then_a_kill_store_every_span_exactly_once() {
+    let traces = generate(58, 300);
+    let (first, late) = split_spans(&traces);
+    let batches: Vec<Traces> = {
+        let entries: Vec<_> = first.into_iter().collect();
+        entries
+            .chunks(100)
+            .map(|c| c.iter().cloned().collect())
+            .collect()
+    };
+    let late: Traces = late.into_iter().take(150).collect();
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the tenant's block folder would go: every block write fails.
+    let tenant = dir.path().join("blocks/single-tenant");
+    std::fs::create_dir_all(&tenant).unwrap();
+    std::fs::write(tenant.join("blocks"), b"not a folder").unwrap();
+
+    let mut server = start(dir.path(), "").await;
+    let mut expected = 0;
+    for (i, batch) in batches.iter().enumerate() {
+        push(&server, batch).await;
+        expected += span_count(batch);
+        wait_for_flush_failures(&server, i as u64 + 1).await;
+    }
+    push(&server, &late).await;
+    expected += span_count(&late);
+    wait_for_flush_failures(&server, batches.len() as u64 + 1).await;
+    server.child.signal(libc::SIGKILL);
+    server
+        .child
+        .wait_exit(Duration::from_secs(10))
+        .expect("killed");
+
+    std::fs::remove_file(tenant.join("blocks")).unwrap();
+    assert_stored_exactly_once(dir.path(), expected, "failed cuts").await;
+}
+
+/// Waits (at most 30 s) until the server counts `at_least` failed block writes.
+async fn wait_for_flush_failures(server: &Server, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = reqwest::get(format!("{}/metrics", server.http))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let failures = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("tempo_ingester_flush_failures_total "))
+            .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64);
+        if failures >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{failures} failed block writes, waiting for {at_least}:\n{}",
+            server.child.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -320,7 +320,8 @@ async fn spans_covers_live_data_and_blocks() {
         blocklist.clone(),
         Duration::from_secs(3600),
         1 << 30,
-    );
+    )
+    .await;
     let reader = Arc::new(TraceReader::new(store.clone(), blocklist.clone()));
     let dedicated = DedicatedColumn::defaults();
     let ctx = serving_session(
@@ -480,7 +481,8 @@ async fn a_block_being_committed_is_read_once() {
         blocklist.clone(),
         Duration::from_secs(3600),
         1 << 30,
-    );
+    )
+    .await;
     let reader = Arc::new(TraceReader::new(local.clone(), blocklist.clone()));
     let ctx = serving_session(
         local.clone(),
@@ -543,7 +545,8 @@ async fn rows_kept_between_queries_follow_every_change() {
         blocklist.clone(),
         Duration::ZERO,
         1 << 30,
-    );
+    )
+    .await;
     let reader = Arc::new(TraceReader::new(store.clone(), blocklist.clone()));
     let ctx = serving_session(
         store.clone(),

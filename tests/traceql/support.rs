@@ -117,7 +117,7 @@ pub async fn wait_ready(
 /// An in-process ingester over `store` with its WAL in `dir/wal`, no fsync, no per-trace
 /// limit, default block options, and memory enough for any test: traces go to the head after
 /// `idle`, and a head is cut at `max_block_bytes` (or after an hour).
-pub(crate) fn ingester(
+pub(crate) async fn ingester(
     dir: &std::path::Path,
     store: std::sync::Arc<dyn object_store::ObjectStore>,
     blocklist: std::sync::Arc<tracefusion::storage::Blocklist>,
@@ -139,6 +139,7 @@ pub(crate) fn ingester(
         store,
         blocklist,
     )
+    .await
     .expect("open the ingester")
 }
 
