@@ -7,3 +7,4 @@ pub mod session;
 pub mod sources;
 pub mod table;
 pub mod values;
+pub mod yield_points;

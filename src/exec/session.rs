@@ -12,12 +12,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::catalog::TableProvider;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::{
     GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{SessionConfig, SessionContext};
+
+use super::yield_points::YieldInSortInputs;
 use object_store::ObjectStore;
 
 use super::table::{BLOCK_STORE_URL, BlocksTable, LiveTable, SpansTable};
@@ -78,8 +81,13 @@ impl QueryRuntime {
             cache_manager: shared.cache_manager.clone(),
             object_store_registry: shared.object_store_registry.clone(),
         };
-        let config = SessionConfig::new().with_information_schema(true);
-        let ctx = SessionContext::new_with_config_rt(config, Arc::new(runtime));
+        let state = SessionStateBuilder::new()
+            .with_config(SessionConfig::new().with_information_schema(true))
+            .with_runtime_env(Arc::new(runtime))
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(YieldInSortInputs))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         ctx.register_table("spans", spans)?;
         Ok(ctx)
     }

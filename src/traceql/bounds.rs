@@ -18,9 +18,6 @@ pub const MAX_FILTER_POWERS: usize = 32;
 /// Operators outside filters: between spansets (`&&`, `>>`, `~`, `&>>`, …; each reads the
 /// spans again) and in scalar filters (`count() > 1`).
 pub const MAX_QUERY_OPERATORS: usize = 16;
-/// Operators between spansets whose lowering reads each side twice (`&&`, the negated and
-/// the union structural operators), so a chain of them grows the plan exponentially.
-pub const MAX_DOUBLING_OPERATORS: usize = 6;
 /// `|` between pipeline stages.
 pub const MAX_PIPES: usize = 16;
 
@@ -50,7 +47,7 @@ pub(crate) fn check_operators(tokens: &[Token]) -> Result<(), TraceqlError> {
     use TokenKind as T;
     let mut brace_depth = 0usize;
     let (mut in_filter, mut powers) = (0usize, 0usize);
-    let (mut outside, mut doubling, mut pipes) = (0usize, 0usize, 0usize);
+    let (mut outside, mut pipes) = (0usize, 0usize);
     for token in tokens {
         let inside = brace_depth > 0;
         match &token.kind {
@@ -92,15 +89,6 @@ pub(crate) fn check_operators(tokens: &[Token]) -> Result<(), TraceqlError> {
             }
             kind if !inside && (is_field_operator(kind) || is_structural(kind)) => {
                 outside += 1;
-                doubling += usize::from(reads_sides_twice(kind));
-                if doubling > MAX_DOUBLING_OPERATORS {
-                    return Err(over(
-                        token.pos,
-                        format!(
-                            "a query may have at most {MAX_DOUBLING_OPERATORS} of the operators `&&`, `!>>`, `!<<`, `!>`, `!<`, `!~`, `&>>`, `&<<`, `&>`, `&<` and `&~` between spansets"
-                        ),
-                    ));
-                }
                 if outside > MAX_QUERY_OPERATORS {
                     return Err(over(
                         token.pos,
@@ -148,24 +136,6 @@ fn is_structural(kind: &TokenKind) -> bool {
         T::Descendant
             | T::Ancestor
             | T::Tilde
-            | T::NotChild
-            | T::NotParent
-            | T::NotDescendant
-            | T::NotAncestor
-            | T::UnionChild
-            | T::UnionParent
-            | T::UnionDescendant
-            | T::UnionAncestor
-            | T::UnionSibling
-    )
-}
-
-fn reads_sides_twice(kind: &TokenKind) -> bool {
-    use TokenKind as T;
-    matches!(
-        kind,
-        T::And
-            | T::NotRegex
             | T::NotChild
             | T::NotParent
             | T::NotDescendant
