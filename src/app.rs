@@ -204,6 +204,9 @@ pub async fn serve(
         let service = otlp_grpc::service(distributor.clone());
         receivers.push(tokio::spawn(async move {
             tonic::transport::Server::builder()
+                .layer(tower::util::MapResponseLayer::new(
+                    otlp_grpc::client_error_codes,
+                ))
                 .add_service(service)
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(listener),

@@ -7,6 +7,7 @@
 //!
 //! `app` wires the components into one process; `cli` is the command line over all of it.
 
+pub mod any_value_json;
 pub mod api;
 pub mod app;
 pub mod bench;

@@ -4,38 +4,15 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use serde_json::{Map, Value as Json, json};
 
-fn any_value(value: &AnyValue) -> Json {
-    match &value.value {
-        Some(Value::StringValue(s)) => json!({"stringValue": s}),
-        Some(Value::BoolValue(b)) => json!({"boolValue": b}),
-        Some(Value::IntValue(i)) => json!({"intValue": i.to_string()}),
-        Some(Value::DoubleValue(d)) => json!({"doubleValue": crate::float_text::to_json(*d)}),
-        Some(Value::ArrayValue(a)) => {
-            json!({"arrayValue": {"values": a.values.iter().map(any_value).collect::<Vec<_>>()}})
-        }
-        Some(Value::KvlistValue(l)) => json!({"kvlistValue": {"values": attributes(&l.values)}}),
-        Some(Value::BytesValue(b)) => json!({"bytesValue": STANDARD.encode(b)}),
-        Some(Value::StringValueStrindex(i)) => json!({"stringValueStrindex": i}),
-        None => json!({}),
-    }
-}
-
-fn attributes(attrs: &[KeyValue]) -> Vec<Json> {
-    attrs
-        .iter()
-        .map(|kv| {
-            json!({"key": kv.key, "value": kv.value.as_ref().map(any_value).unwrap_or_else(|| json!({}))})
-        })
-        .collect()
-}
+use crate::any_value_json::attributes_to_json;
 
 fn put_attributes(map: &mut Map<String, Json>, attrs: &[KeyValue], dropped: u32) {
     if !attrs.is_empty() {
-        map.insert("attributes".into(), Json::Array(attributes(attrs)));
+        map.insert("attributes".into(), Json::Array(attributes_to_json(attrs)));
     }
     if dropped > 0 {
         map.insert("droppedAttributesCount".into(), json!(dropped));

@@ -98,7 +98,8 @@ pub enum Command {
     #[command(
         long_about = "Run SQL (DataFusion's dialect) over the span table of a tenant's \
         blocks, registered as `spans`. The columns are listed in the README; typed attribute \
-        maps are indexed by key.\n\n\
+        maps are indexed by key. Queries only: DDL (`CREATE EXTERNAL TABLE`), `COPY … TO` and \
+        `SET` are refused.\n\n\
         Examples:\n  tracefusion sql \"SELECT service_name, count(*) FROM spans GROUP BY 1 ORDER BY 2 DESC\"\n  \
         tracefusion sql \"SELECT name, duration_ns FROM spans WHERE span_attr_int['http.response.status_code'] >= 500\""
     )]

@@ -97,6 +97,9 @@ impl QueryRunner {
     pub fn admit(&self, tenant: &str) -> Result<QueryPermit, QueryError> {
         let semaphore = {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            // A permit holds its semaphore: one held only here has no query running, so the
+            // map keeps only tenants with queries running, however many tenants come and go.
+            running.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
             running
                 .entry(tenant.to_string())
                 .or_insert_with(|| Arc::new(Semaphore::new(self.limits.max_per_tenant)))

@@ -177,6 +177,7 @@ impl Distributor {
         let mut outcome = PushOutcome::default();
         let mut bad_trace_id = 0;
         let mut bad_span_id = 0;
+        let mut bad_time = 0;
         for rs in &mut request.resource_spans {
             for ss in &mut rs.scope_spans {
                 ss.spans.retain_mut(|span| {
@@ -190,6 +191,13 @@ impl Distributor {
                     };
                     if span.span_id.len() != 8 || span.span_id.iter().all(|&b| b == 0) {
                         bad_span_id += 1;
+                        return false;
+                    }
+                    // Times are stored as signed nanoseconds (up to the year 2262); later
+                    // ones would read back negative.
+                    let latest = i64::MAX as u64;
+                    if span.start_time_unix_nano > latest || span.end_time_unix_nano > latest {
+                        bad_time += 1;
                         return false;
                     }
                     // Short ids are stored left-padded, as Tempo does.
@@ -209,9 +217,16 @@ impl Distributor {
                 "{bad_span_id} spans with an invalid span id (must be 8 bytes, not all zero)"
             ));
         }
-        outcome.rejected_spans = bad_trace_id + bad_span_id;
+        if bad_time > 0 {
+            outcome.reasons.push(format!(
+                "{bad_time} spans with a start or end time after the year 2262 (more than {} ns)",
+                i64::MAX
+            ));
+        }
+        outcome.rejected_spans = bad_trace_id + bad_span_id + bad_time;
         discard(metrics::REASON_INVALID_TRACE_ID, bad_trace_id);
         discard(metrics::REASON_INVALID_SPAN_ID, bad_span_id);
+        discard(metrics::REASON_INVALID_TIMESTAMP, bad_time);
         let (traces, _) = split_by_trace(request.resource_spans);
         if !traces.is_empty() {
             let too_large = self.ingester.push(tenant, traces).await?;

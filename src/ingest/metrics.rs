@@ -62,6 +62,7 @@ pub static FLUSH_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
 /// Reasons for `tempo_discarded_spans_total`, as Tempo names them where it has the concept.
 pub const REASON_INVALID_TRACE_ID: &str = "invalid_trace_id";
 pub const REASON_INVALID_SPAN_ID: &str = "invalid_span_id";
+pub const REASON_INVALID_TIMESTAMP: &str = "invalid_timestamp";
 pub const REASON_TRACE_TOO_LARGE: &str = "trace_too_large";
 pub const REASON_RATE_LIMITED: &str = "rate_limited";
 

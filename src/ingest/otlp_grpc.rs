@@ -1,6 +1,7 @@
 //! OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`, gzip
 //! accepted. Errors map to the status codes the OTLP specification gives: `INVALID_ARGUMENT`
-//! (not retryable), `RESOURCE_EXHAUSTED` and `UNAVAILABLE` (retryable).
+//! (not retryable), `RESOURCE_EXHAUSTED` and `UNAVAILABLE` (retryable). That includes bodies
+//! tonic refuses before the service sees them ([`client_error_codes`]).
 
 use std::sync::Arc;
 
@@ -66,4 +67,39 @@ impl TraceService for OtlpGrpc {
             Err(e) => Err(Status::invalid_argument(e.to_string())),
         }
     }
+}
+
+/// tonic answers `INTERNAL` for a body that is not protobuf or not gzip, `OUT_OF_RANGE` for
+/// one over the size limit, and `RESOURCE_EXHAUSTED` for one that decompresses past it. OTLP
+/// exporters retry both forever, though sending the same
+/// bytes again cannot help: they are `INVALID_ARGUMENT`. Only answers made before the service
+/// ran carry these (in the headers: a trailers-only response); the service's own use neither.
+pub fn client_error_codes<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let message = headers
+        .get("grpc-message")
+        .map(|m| {
+            percent_encoding::percent_decode(m.as_bytes())
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    let refused_body = match headers.get("grpc-status").map(|c| c.as_bytes()) {
+        Some(b"13") => {
+            message.starts_with("failed to decode Protobuf message")
+                || message.contains("decompress")
+        }
+        Some(b"11") => message.contains("message length too large"),
+        // A gzip bomb: the body grows past the limit as it is decompressed.
+        Some(b"8") => message.starts_with("Error decompressing"),
+        _ => false,
+    };
+    if refused_body {
+        let code = (tonic::Code::InvalidArgument as i32).to_string();
+        headers.insert(
+            "grpc-status",
+            http::HeaderValue::from_str(&code).expect("digits"),
+        );
+    }
+    response
 }

@@ -20,6 +20,7 @@ use prost::Message;
 
 use super::distributor::{Distributor, DistributorError};
 use super::ingester::PushError;
+use crate::any_value_json::SpecialDoubles;
 
 /// Largest request body accepted, compressed or not.
 pub const MAX_BODY_BYTES: usize = 32 << 20;
@@ -253,8 +254,31 @@ pub fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest, String> {
     let mut value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
     normalize_enums(&mut value);
-    serde_json::from_value(value)
-        .map_err(|e| format!("body is not an OTLP/JSON ExportTraceServiceRequest: {e}"))
+    let special = SpecialDoubles::replace(&mut value)?;
+    let mut request: ExportTraceServiceRequest = serde_json::from_value(value)
+        .map_err(|e| format!("body is not an OTLP/JSON ExportTraceServiceRequest: {e}"))?;
+    if let Some(special) = special {
+        for rs in &mut request.resource_spans {
+            if let Some(resource) = &mut rs.resource {
+                special.restore_attributes(&mut resource.attributes);
+            }
+            for ss in &mut rs.scope_spans {
+                if let Some(scope) = &mut ss.scope {
+                    special.restore_attributes(&mut scope.attributes);
+                }
+                for span in &mut ss.spans {
+                    special.restore_attributes(&mut span.attributes);
+                    for event in &mut span.events {
+                        special.restore_attributes(&mut event.attributes);
+                    }
+                    for link in &mut span.links {
+                        special.restore_attributes(&mut link.attributes);
+                    }
+                }
+            }
+        }
+    }
+    Ok(request)
 }
 
 /// Replaces enum names (`SPAN_KIND_SERVER`, `STATUS_CODE_ERROR`) by their numbers, which is

@@ -89,7 +89,7 @@ impl<'a> AttrColumns<'a> {
                         let json = values.as_string::<i32>().value(i);
                         out.push(KeyValue {
                             key: keys.value(i).to_string(),
-                            value: serde_json::from_str::<AnyValue>(json).ok(),
+                            value: crate::any_value_json::from_json_str(json),
                             ..Default::default()
                         });
                         continue;

@@ -110,10 +110,11 @@ impl AttrMaps {
     }
 }
 
-/// Arrays, key-value lists, bytes and empty values keep their OTLP/JSON form.
+/// Arrays, key-value lists, bytes and empty values keep their OTLP/JSON form (NaN and
+/// infinities as protobuf JSON names them).
 fn other_value_json(value: Option<&AnyValue>) -> String {
     match value {
-        Some(v) => serde_json::to_string(v).unwrap_or_else(|_| "{}".to_string()),
+        Some(v) => crate::any_value_json::to_json(v).to_string(),
         None => "{}".to_string(),
     }
 }

@@ -148,7 +148,11 @@ async fn otlp_http_traces_are_found_by_id_live_and_after_the_block_is_written() 
     let json = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},
       "scopeSpans":[{"scope":{"name":"manual"},"spans":[{"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"eee19b7ec3c1b174",
       "name":"GET /cart","kind":"SPAN_KIND_SERVER","startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000250000000",
-      "attributes":[{"key":"http.response.status_code","value":{"intValue":"200"}}],"status":{"code":"STATUS_CODE_ERROR","message":"boom"}}]}]}]}"#;
+      "attributes":[{"key":"http.response.status_code","value":{"intValue":"200"}},
+        {"key":"nan","value":{"doubleValue":"NaN"}},{"key":"inf","value":{"doubleValue":"Infinity"}},
+        {"key":"minus_inf","value":{"doubleValue":"-Infinity"}},{"key":"quoted","value":{"doubleValue":"2.5"}},
+        {"key":"nested","value":{"kvlistValue":{"values":[{"key":"n","value":{"doubleValue":"NaN"}}]}}}],
+      "status":{"code":"STATUS_CODE_ERROR","message":"boom"}}]}]}]}"#;
     let response = client
         .post(&server.otlp)
         .header("Content-Type", "application/json")
@@ -227,9 +231,31 @@ async fn otlp_http_traces_are_found_by_id_live_and_after_the_block_is_written() 
         .json()
         .await
         .unwrap();
+    let span = &v1["batches"][0]["scopeSpans"][0]["spans"][0];
+    assert_eq!(span["name"], "GET /cart");
+    // Doubles protobuf JSON writes as strings arrive as doubles and are shown the same way.
+    let attribute = |key: &str| {
+        span["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|kv| kv["key"] == key)
+            .unwrap_or_else(|| panic!("{key} in {span}"))["value"]
+            .clone()
+    };
+    assert_eq!(attribute("nan"), serde_json::json!({"doubleValue": "NaN"}));
     assert_eq!(
-        v1["batches"][0]["scopeSpans"][0]["spans"][0]["name"],
-        "GET /cart"
+        attribute("inf"),
+        serde_json::json!({"doubleValue": "Infinity"})
+    );
+    assert_eq!(
+        attribute("minus_inf"),
+        serde_json::json!({"doubleValue": "-Infinity"})
+    );
+    assert_eq!(attribute("quoted"), serde_json::json!({"doubleValue": 2.5}));
+    assert_eq!(
+        attribute("nested")["kvlistValue"]["values"][0]["value"],
+        serde_json::json!({"doubleValue": "NaN"})
     );
 
     let missing = client
@@ -295,6 +321,18 @@ async fn bad_otlp_requests_get_4xx_with_a_message() {
             "JSON",
         ),
         (
+            "a double that is no number",
+            post(
+                "application/json",
+                None,
+                br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"d","value":{"doubleValue":"many"}}]}]}]}]}"#.to_vec(),
+            )
+            .await
+            .unwrap(),
+            400,
+            "is not a number",
+        ),
+        (
             "bad gzip",
             post("application/json", Some("gzip"), b"not gzip".to_vec())
                 .await
@@ -347,16 +385,20 @@ async fn bad_otlp_requests_get_4xx_with_a_message() {
     let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
       {"traceId":"00000000000000000000000000000000","spanId":"eee19b7ec3c1b174","name":"zero trace id"},
       {"traceId":"5b8efff798038103d269b633813fc60d","spanId":"00","name":"short span id"},
+      {"traceId":"5b8efff798038103d269b633813fc60d","spanId":"eee19b7ec3c1b176","name":"after 2262",
+       "startTimeUnixNano":"9223372036854775808","endTimeUnixNano":"18446744073709551615"},
       {"traceId":"5b8efff798038103d269b633813fc60d","spanId":"eee19b7ec3c1b175","name":"good"}]}]}]}"#;
     let response = post("application/json", None, json.as_bytes().to_vec())
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["partialSuccess"]["rejectedSpans"], "2", "{body}");
+    assert_eq!(body["partialSuccess"]["rejectedSpans"], "3", "{body}");
     let message = body["partialSuccess"]["errorMessage"].as_str().unwrap();
     assert!(
-        message.contains("invalid trace id") && message.contains("invalid span id"),
+        message.contains("invalid trace id")
+            && message.contains("invalid span id")
+            && message.contains("after the year 2262"),
         "{message}"
     );
     let found = get_trace_protobuf(&client, &server, "5b8efff798038103d269b633813fc60d")
@@ -1303,4 +1345,118 @@ async fn wait_for_flush_failures(server: &Server, at_least: u64) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A gRPC codec that sends bytes as they are, so a test can send what no client would.
+#[derive(Clone, Copy, Default)]
+struct RawBytes;
+
+impl tonic::codec::Codec for RawBytes {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// Bodies tonic refuses before the service runs get `INVALID_ARGUMENT`, which OTLP exporters
+/// do not retry, not `INTERNAL` or `OUT_OF_RANGE`, which they retry forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_bodies_that_cannot_be_read_are_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let grpc_port = free_port();
+    let (http, otlp) = (free_port(), free_port());
+    let config = dir.path().join("tracefusion.yaml");
+    let text = config_text(dir.path(), http, otlp, "").replace(
+        "        http:\n",
+        &format!("        grpc:\n          endpoint: 127.0.0.1:{grpc_port}\n        http:\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut child = ChildGuard::spawn(
+        Command::new(binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config),
+    );
+    let base = format!("http://127.0.0.1:{http}");
+    wait_ready(
+        &reqwest::Client::new(),
+        &format!("{base}/ready"),
+        &mut child,
+        Duration::from_secs(30),
+    )
+    .await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let export = |body: Vec<u8>| {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        async move {
+            grpc.ready().await.unwrap();
+            let path = http::uri::PathAndQuery::from_static(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            );
+            grpc.unary(tonic::Request::new(body), path, RawBytes)
+                .await
+                .map(|_| ())
+        }
+    };
+
+    let valid = request_of(&generate(59, 3)).encode_to_vec();
+    assert!(export(valid).await.is_ok());
+    let max = tracefusion::ingest::otlp_http::MAX_BODY_BYTES;
+    for (what, body) in [
+        ("not protobuf", vec![0xff; 64]),
+        ("a truncated request", {
+            let mut b = request_of(&generate(60, 3)).encode_to_vec();
+            b.truncate(b.len() / 2);
+            b
+        }),
+        ("over the size limit", vec![0; max + 1]),
+    ] {
+        let status = export(body).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{what}: {status:?}"
+        );
+    }
+    assert!(child.has_exited().is_none());
 }

@@ -757,6 +757,24 @@ fn block_tools_on_the_command_line() {
     let out = run(&["sql", "--config", config, "SELECT nope FROM spans"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("No field named nope"));
+    // Queries only: nothing written, no other store reached.
+    let copied = dir.path().join("copied.csv");
+    for statement in [
+        format!("COPY (SELECT 1) TO '{}'", copied.display()),
+        format!(
+            "CREATE EXTERNAL TABLE other STORED AS CSV LOCATION '{}'",
+            dir.path().display()
+        ),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+    ] {
+        let out = run(&["sql", "--config", config, &statement]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("not supported"),
+            "{statement}: {stderr}"
+        );
+    }
+    assert!(!copied.exists());
 
     let out = run(&["blocks", "--config", config, "trace", "not-hex"]);
     assert!(!out.status.success());
