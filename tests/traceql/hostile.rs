@@ -358,3 +358,55 @@ async fn a_tenant_past_its_concurrency_or_memory_limit_is_refused_clearly() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("querier.query_memory_limit"), "{body}");
 }
+
+/// Queries run on their own runtime: while eight heavy searches keep every core busy, small
+/// OTLP pushes are still acknowledged with a p99 under a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_stays_fast_while_eight_heavy_queries_run() {
+    use prost::Message;
+    let server = server(3000, "query_frontend:\n  search:\n    query_timeout: 5m\n").await;
+    let heavy = spansets("~", 1);
+    let queries: Vec<_> = (0..8)
+        .map(|_| {
+            let request = server
+                .client
+                .get(format!("{}/api/search", server.base))
+                .query(&[("q", heavy.as_str())]);
+            tokio::spawn(async move { request.send().await.map(|r| r.status()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let port: u16 = server.base.rsplit(':').next().unwrap().parse().unwrap();
+    let otlp = format!("http://127.0.0.1:{}/v1/traces", port + 1);
+    let mut latencies = Vec::new();
+    for seed in 0..50 {
+        let body = crate::ingest::request_of(&crate::storage::generate(1000 + seed, 1));
+        let started = Instant::now();
+        let response = server
+            .client
+            .post(&otlp)
+            .header("Content-Type", "application/x-protobuf")
+            .body(body.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        latencies.push(started.elapsed());
+    }
+    let still_running = queries.iter().filter(|q| !q.is_finished()).count();
+    assert!(
+        still_running > 0,
+        "the searches ended before the pushes did: nothing was measured under load"
+    );
+    latencies.sort();
+    let p99 = latencies[(latencies.len() * 99).div_ceil(100) - 1];
+    eprintln!("push p50 {:?}, p99 {p99:?}", latencies[latencies.len() / 2]);
+    assert!(
+        p99 < Duration::from_secs(1),
+        "push p99 {p99:?} with {still_running} heavy searches running: {latencies:?}"
+    );
+    for query in queries {
+        query.abort();
+    }
+}
