@@ -281,6 +281,13 @@ impl Ingester {
     async fn resolve_cut_marks(&self) -> Result<HashMap<(String, TraceId), u64>, OpenError> {
         let mut committed: HashMap<(String, TraceId), u64> = HashMap::new();
         for mark in self.wal.cut_marks()? {
+            // A mark past every segment there is belongs to a log that is gone (its segments
+            // deleted by hand): the segments numbered anew must not be skipped by it.
+            if mark.before_segment >= self.wal.first_segment() {
+                tracing::warn!(block = %mark.block_id, "removing a cut mark of a write-ahead log that is gone");
+                self.wal.remove_cut_mark(mark.block_id)?;
+                continue;
+            }
             let meta = block_object(&mark.tenant, mark.block_id, META_FILE);
             match self.store.head(&meta).await {
                 Ok(_) => {

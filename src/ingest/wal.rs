@@ -64,6 +64,8 @@ pub struct Record {
 pub struct Wal {
     dir: PathBuf,
     commands: mpsc::Sender<Command>,
+    /// The segment this process started appending to: every segment of earlier runs is older.
+    first_segment: u64,
 }
 
 fn segment_name(id: u64) -> String {
@@ -166,9 +168,15 @@ impl Wal {
             Self {
                 dir: dir.to_path_buf(),
                 commands,
+                first_segment: first,
             },
             replay,
         ))
+    }
+
+    /// The segment this process started appending to.
+    pub fn first_segment(&self) -> u64 {
+        self.first_segment
     }
 
     /// Appends one request and returns, once it is durable under the sync policy, the segment
