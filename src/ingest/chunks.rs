@@ -24,6 +24,8 @@ const CHUNK_BYTES: u64 = 4 << 20;
 pub struct Rows {
     pub batches: Vec<RecordBatch>,
     pub catalog: TagCatalog,
+    /// Memory the batches hold.
+    pub bytes: u64,
 }
 
 impl Rows {
@@ -41,9 +43,14 @@ impl Rows {
         if !builder.is_empty() {
             batches.push(builder.finish()?);
         }
+        let bytes = batches
+            .iter()
+            .map(|b| b.get_array_memory_size() as u64)
+            .sum();
         Ok(Self {
             batches,
             catalog: builder.take_catalog().finish(),
+            bytes,
         })
     }
 }
@@ -64,6 +71,8 @@ pub struct Chunks {
     /// The chunk holding each trace.
     index: HashMap<TraceId, u64>,
     bytes: u64,
+    /// Memory of the rows kept for queries.
+    rows_bytes: u64,
     /// Serial numbers of chunks, and versions of their contents.
     next: u64,
 }
@@ -87,6 +96,11 @@ impl Chunks {
     /// Encoded bytes held.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Memory of the rows kept for queries.
+    pub fn rows_bytes(&self) -> u64 {
+        self.rows_bytes
     }
 
     pub fn get(&self, id: &TraceId) -> Option<&HeldTrace> {
@@ -161,7 +175,9 @@ impl Chunks {
         self.next += 1;
         let chunk = self.chunks.get_mut(&serial).expect("indexed chunk");
         chunk.version = self.next;
-        chunk.rows = None;
+        if let Some(rows) = chunk.rows.take() {
+            self.rows_bytes -= rows.bytes;
+        }
         chunk
     }
 
@@ -170,6 +186,7 @@ impl Chunks {
         let chunks = std::mem::take(&mut self.chunks);
         self.index.clear();
         self.bytes = 0;
+        self.rows_bytes = 0;
         // Each trace is in one chunk.
         chunks.into_values().flat_map(|c| c.traces).collect()
     }
@@ -204,7 +221,10 @@ impl Chunks {
     /// Keeps rows made for version `version` of a chunk, if the chunk is still at it.
     pub fn keep_rows(&mut self, version: u64, rows: Arc<Rows>) {
         if let Some(chunk) = self.chunks.values_mut().find(|c| c.version == version) {
-            chunk.rows = Some(rows);
+            self.rows_bytes += rows.bytes;
+            if let Some(replaced) = chunk.rows.replace(rows) {
+                self.rows_bytes -= replaced.bytes;
+            }
         }
     }
 }

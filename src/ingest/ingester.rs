@@ -83,7 +83,8 @@ pub struct IngesterOptions {
     pub trace_idle_period: Duration,
     pub max_block_duration: Duration,
     pub max_block_bytes: u64,
-    /// Live, head and flushing data beyond this refuses new pushes until flushing catches up.
+    /// Live, head and flushing data (encoded, plus the rows kept for queries) beyond this
+    /// refuses new pushes until flushing catches up.
     pub max_memory_bytes: u64,
     /// Spans that would make a trace held here larger than this are refused; 0: no limit.
     pub max_bytes_per_trace: u64,
@@ -334,7 +335,7 @@ impl Ingester {
     /// Logs and holds the spans of one request. Returns once they are durable, with what was
     /// refused for making a trace too large.
     pub async fn push(&self, tenant: &str, traces: Traces) -> Result<Refused, PushError> {
-        let held = self.held_bytes.load(Ordering::Relaxed);
+        let held = self.held_memory();
         if held > self.options.max_memory_bytes {
             return Err(PushError::Overloaded { held });
         }
@@ -363,6 +364,25 @@ impl Ingester {
         }
         self.insert(tenant, encoded);
         Ok(refused)
+    }
+
+    /// Memory held: traces (encoded) and the rows kept for queries to read them by.
+    fn held_memory(&self) -> u64 {
+        let rows: u64 = {
+            let tenants = self.tenants.lock().expect("ingester lock");
+            tenants
+                .values()
+                .map(|state| {
+                    let flushing: u64 = state
+                        .flushing
+                        .iter()
+                        .filter_map(|f| f.rows.as_ref().map(|r| r.bytes))
+                        .sum();
+                    state.live.rows_bytes() + state.head.rows_bytes() + flushing
+                })
+                .sum()
+        };
+        self.held_bytes.load(Ordering::Relaxed) + rows
     }
 
     /// Drops the traces that would grow past the per-trace limit, counting what is held now.

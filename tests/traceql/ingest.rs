@@ -1460,3 +1460,53 @@ async fn grpc_bodies_that_cannot_be_read_are_invalid_arguments() {
     }
     assert!(child.has_exited().is_none());
 }
+
+/// The ingester's memory limit counts the rows it keeps for queries, not only the encoded
+/// spans: once a search has made rows of what is held, pushes are refused sooner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_limit_counts_rows_kept_for_queries() {
+    use std::sync::Arc;
+    use tracefusion::ingest::ingester::{Ingester, IngesterOptions, PushError};
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::storage::local_store(dir.path());
+    let traces = generate(61, 200);
+    let encoded = request_of(&traces).encoded_len() as u64;
+    let ingester = Ingester::open(
+        IngesterOptions {
+            trace_idle_period: Duration::from_secs(3600),
+            max_block_duration: Duration::from_secs(3600),
+            max_block_bytes: 1 << 30,
+            max_memory_bytes: encoded * 2,
+            max_bytes_per_trace: 0,
+            block: tracefusion::storage::BlockOptions::default(),
+        },
+        &dir.path().join("wal"),
+        tracefusion::ingest::wal::SyncPolicy::Never,
+        store.clone(),
+        Arc::new(tracefusion::storage::Blocklist::new(store)),
+    )
+    .await
+    .unwrap();
+    let more = |seed| generate(seed, 1);
+    ingester.push("t", traces).await.unwrap();
+    // Encoded spans alone are half the limit.
+    ingester.push("t", more(62)).await.unwrap();
+    let rows = ingester
+        .live_spans("t", &tracefusion::config::DedicatedColumn::defaults())
+        .unwrap();
+    let row_bytes: u64 = rows
+        .batches
+        .iter()
+        .map(|b| b.get_array_memory_size() as u64)
+        .sum();
+    assert!(
+        row_bytes > encoded,
+        "rows {row_bytes} B, encoded {encoded} B"
+    );
+    match ingester.push("t", more(63)).await {
+        Err(PushError::Overloaded { held }) => {
+            assert!(held >= encoded + row_bytes, "held {held}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
