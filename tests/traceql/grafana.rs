@@ -7,7 +7,6 @@
 //! It runs over live data, over blocks after a restart, under a path prefix and with tenants.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::process::Command;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -22,7 +21,7 @@ use tracefusion::traceql::compile;
 
 use crate::reference::RefTrace;
 use crate::storage::{Traces, generate};
-use crate::support::{ChildGuard, binary, free_port, wait_ready};
+use crate::support::{ChildGuard, free_port};
 
 /// Grafana's JSON decoders, written from the tempopb field lists (golang/protobuf jsonpb
 /// rules): every object rejects keys it does not know, names may be the JSON or the proto
@@ -941,20 +940,8 @@ async fn start(dir: &std::path::Path, extra: &str) -> Server {
         wal = dir.join("wal").display(),
     );
     std::fs::write(&config, text).unwrap();
-    let mut child = ChildGuard::spawn(
-        Command::new(binary())
-            .arg("serve")
-            .arg("--config")
-            .arg(&config),
-    );
     let origin = format!("http://127.0.0.1:{http}");
-    wait_ready(
-        &reqwest::Client::new(),
-        &format!("{origin}/ready"),
-        &mut child,
-        Duration::from_secs(30),
-    )
-    .await;
+    let child = crate::support::serve(&config, &[], &origin, Duration::from_secs(30)).await;
     Server {
         child,
         origin,

@@ -3,7 +3,6 @@
 //! message for bad input.
 
 use std::io::Write;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -11,7 +10,7 @@ use prost::Message;
 use tracefusion::api::traces::TraceByIdResponse;
 
 use crate::storage::{Traces, canonical, generate};
-use crate::support::{ChildGuard, binary, free_port, wait_ready};
+use crate::support::{ChildGuard, free_port, serve};
 
 pub(crate) struct Server {
     pub(crate) child: ChildGuard,
@@ -40,28 +39,35 @@ async fn start_with_env(dir: &std::path::Path, extra: &str, env: &[(&str, &str)]
     let (http, otlp) = (free_port(), free_port());
     let config = dir.join("tracefusion.yaml");
     std::fs::write(&config, config_text(dir, http, otlp, extra)).unwrap();
-    let mut child = ChildGuard::spawn(
-        Command::new(binary())
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .envs(env.iter().copied()),
-    );
-    let client = reqwest::Client::new();
     let http = format!("http://127.0.0.1:{http}");
-    wait_ready(
-        &client,
-        &format!("{http}/ready"),
-        &mut child,
-        Duration::from_secs(30),
-    )
-    .await;
+    let child = serve(&config, env, &http, Duration::from_secs(30)).await;
     Server {
         child,
         http,
         otlp: format!("http://127.0.0.1:{otlp}/v1/traces"),
         dir: dir.to_path_buf(),
     }
+}
+
+/// Starts the server with OTLP over gRPC too; returns it and the gRPC port.
+async fn start_with_grpc(dir: &std::path::Path) -> (Server, u16) {
+    let grpc_port = free_port();
+    let (http, otlp) = (free_port(), free_port());
+    let config = dir.join("tracefusion.yaml");
+    let text = config_text(dir, http, otlp, "").replace(
+        "        http:\n",
+        &format!("        grpc:\n          endpoint: 127.0.0.1:{grpc_port}\n        http:\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let http = format!("http://127.0.0.1:{http}");
+    let child = serve(&config, &[], &http, Duration::from_secs(30)).await;
+    let server = Server {
+        child,
+        http,
+        otlp: format!("http://127.0.0.1:{otlp}/v1/traces"),
+        dir: dir.to_path_buf(),
+    };
+    (server, grpc_port)
 }
 
 pub(crate) fn request_of(traces: &Traces) -> ExportTraceServiceRequest {
@@ -680,35 +686,8 @@ async fn the_opentelemetry_rust_exporter_delivers_over_grpc_and_http() {
     use opentelemetry_sdk::trace::SdkTracerProvider;
 
     let dir = tempfile::tempdir().unwrap();
-    let grpc_port = free_port();
-    let (http, otlp) = (free_port(), free_port());
-    let config = dir.path().join("tracefusion.yaml");
-    let text = config_text(dir.path(), http, otlp, "").replace(
-        "        http:\n",
-        &format!("        grpc:\n          endpoint: 127.0.0.1:{grpc_port}\n        http:\n"),
-    );
-    std::fs::write(&config, text).unwrap();
-    let mut child = ChildGuard::spawn(
-        Command::new(binary())
-            .arg("serve")
-            .arg("--config")
-            .arg(&config),
-    );
+    let (server, grpc_port) = start_with_grpc(dir.path()).await;
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{http}");
-    wait_ready(
-        &client,
-        &format!("{base}/ready"),
-        &mut child,
-        Duration::from_secs(30),
-    )
-    .await;
-    let server = Server {
-        child,
-        http: base,
-        otlp: format!("http://127.0.0.1:{otlp}/v1/traces"),
-        dir: dir.path().to_path_buf(),
-    };
 
     let exporters = [
         (
@@ -1189,17 +1168,8 @@ for block in os.listdir(root) if os.path.isdir(root) else []:
     pairs.update(zip(t.column("trace_id").to_pylist(), t.column("span_id").to_pylist()))
 print(rows, len(pairs))
 "#;
-    let output = Command::new(crate::support::python_with_pyarrow())
-        .args(["-c", script])
-        .arg(dir.join("blocks").join(tenant).join("blocks"))
-        .output()
-        .expect("python3");
-    assert!(
-        output.status.success(),
-        "pyarrow failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let blocks = dir.join("blocks").join(tenant).join("blocks");
+    let stdout = crate::support::run_pyarrow(script, &[blocks.as_os_str()]);
     let counts: Vec<usize> = stdout
         .split_whitespace()
         .map(|n| n.parse().unwrap())
@@ -1399,28 +1369,7 @@ impl tonic::codec::Decoder for RawBytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_bodies_that_cannot_be_read_are_invalid_arguments() {
     let dir = tempfile::tempdir().unwrap();
-    let grpc_port = free_port();
-    let (http, otlp) = (free_port(), free_port());
-    let config = dir.path().join("tracefusion.yaml");
-    let text = config_text(dir.path(), http, otlp, "").replace(
-        "        http:\n",
-        &format!("        grpc:\n          endpoint: 127.0.0.1:{grpc_port}\n        http:\n"),
-    );
-    std::fs::write(&config, text).unwrap();
-    let mut child = ChildGuard::spawn(
-        Command::new(binary())
-            .arg("serve")
-            .arg("--config")
-            .arg(&config),
-    );
-    let base = format!("http://127.0.0.1:{http}");
-    wait_ready(
-        &reqwest::Client::new(),
-        &format!("{base}/ready"),
-        &mut child,
-        Duration::from_secs(30),
-    )
-    .await;
+    let (mut server, grpc_port) = start_with_grpc(dir.path()).await;
     let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc_port}"))
         .unwrap()
         .connect()
@@ -1458,7 +1407,7 @@ async fn grpc_bodies_that_cannot_be_read_are_invalid_arguments() {
             "{what}: {status:?}"
         );
     }
-    assert!(child.has_exited().is_none());
+    assert!(server.child.has_exited().is_none());
 }
 
 /// The ingester's memory limit counts the rows it keeps for queries, not only the encoded

@@ -287,29 +287,40 @@ async fn fixture_with(first_block_columns: Vec<DedicatedColumn>) -> Fixture {
         };
         reference.insert(*id, RefTrace::new(*id, &parts));
     }
-    for (n, block) in blocks.iter().enumerate() {
+    let blocks = blocks.iter().enumerate().map(|(n, block)| {
         let mut options = BlockOptions::default();
         if n == 0 {
             options.dedicated_columns = first_block_columns.clone();
         }
-        write_block(store.clone(), "single-tenant", options, block.iter())
-            .await
-            .unwrap();
-    }
-    let blocklist = Arc::new(Blocklist::new(store.clone()));
-    blocklist.poll().await.unwrap();
-    let ctx = span_session(
-        store,
-        blocklist,
-        "single-tenant",
-        &DedicatedColumn::defaults(),
-    )
-    .unwrap();
+        (block, options)
+    });
+    let ctx = session_over_blocks(store, blocks).await;
     Fixture {
         _dir: dir,
         ctx,
         reference,
     }
+}
+
+/// Writes each of `blocks` (traces, options) to `store` and opens a search session over them.
+async fn session_over_blocks<'a>(
+    store: Arc<dyn object_store::ObjectStore>,
+    blocks: impl IntoIterator<Item = (&'a BTreeMap<TraceId, Vec<ResourceSpans>>, BlockOptions)>,
+) -> datafusion::prelude::SessionContext {
+    for (traces, options) in blocks {
+        write_block(store.clone(), "single-tenant", options, traces.iter())
+            .await
+            .unwrap();
+    }
+    let blocklist = Arc::new(Blocklist::new(store.clone()));
+    blocklist.poll().await.unwrap();
+    span_session(
+        store,
+        blocklist,
+        "single-tenant",
+        &DedicatedColumn::defaults(),
+    )
+    .unwrap()
 }
 
 async fn engine(ctx: &datafusion::prelude::SessionContext, query: &str) -> Result<Matches, String> {
@@ -1497,25 +1508,12 @@ async fn structural_operators_over_a_20_000_span_trace_take_near_linear_time() {
     const SPANS: usize = 20_000;
     let (id, batches, parents) = big_trace(SPANS);
     let dir = tempfile::tempdir().unwrap();
-    let store = local_store(dir.path());
     let traces = BTreeMap::from([(id, batches)]);
-    write_block(
-        store.clone(),
-        "single-tenant",
-        BlockOptions::default(),
-        traces.iter(),
+    let ctx = session_over_blocks(
+        local_store(dir.path()),
+        [(&traces, BlockOptions::default())],
     )
-    .await
-    .unwrap();
-    let blocklist = Arc::new(Blocklist::new(store.clone()));
-    blocklist.poll().await.unwrap();
-    let ctx = span_session(
-        store,
-        blocklist,
-        "single-tenant",
-        &DedicatedColumn::defaults(),
-    )
-    .unwrap();
+    .await;
 
     // What the tree says: spans with a parent, with a child, with a sibling.
     let mut children = vec![0usize; SPANS];

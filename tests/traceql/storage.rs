@@ -244,17 +244,7 @@ ids = t.column("trace_id").to_pylist()
 assert ids == sorted(ids), "rows are not sorted by trace id"
 print(t.num_rows, len(set(ids)), t.column("span_attr_int").type)
 "#;
-    let output = std::process::Command::new(crate::support::python_with_pyarrow())
-        .args(["-c", script])
-        .arg(&path)
-        .output()
-        .expect("python3");
-    assert!(
-        output.status.success(),
-        "pyarrow failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = crate::support::run_pyarrow(script, &[path.as_os_str()]);
     let fields: Vec<&str> = stdout.split_whitespace().collect();
     assert_eq!(fields[0], meta.total_spans.to_string());
     assert_eq!(fields[1], meta.total_traces.to_string());

@@ -230,3 +230,44 @@ pub fn python_with_pyarrow() -> PathBuf {
         })
         .clone()
 }
+
+/// Runs `script` with pyarrow's python, `args` after it; returns what it printed, or fails the
+/// test with what it wrote to stderr.
+pub(crate) fn run_pyarrow(script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let output = Command::new(python_with_pyarrow())
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "pyarrow failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs `tracefusion serve --config config` (with `env` added) and waits, at most `startup`,
+/// until `origin/ready` answers.
+pub(crate) async fn serve(
+    config: &std::path::Path,
+    env: &[(&str, &str)],
+    origin: &str,
+    startup: Duration,
+) -> ChildGuard {
+    let mut child = ChildGuard::spawn(
+        Command::new(binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .envs(env.iter().copied()),
+    );
+    wait_ready(
+        &reqwest::Client::new(),
+        &format!("{origin}/ready"),
+        &mut child,
+        startup,
+    )
+    .await;
+    child
+}
