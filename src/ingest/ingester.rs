@@ -106,7 +106,7 @@ pub enum OpenError {
     #[error(transparent)]
     Wal(#[from] WalError),
     #[error(
-        "cannot tell whether block {block} of tenant {tenant:?} was committed, so the write-ahead log cannot be replayed exactly: {source}"
+        "cannot tell whether block {block} of tenant {tenant:?} was committed, so the write-ahead log cannot be replayed exactly: {source}; start again once the block store answers"
     )]
     Store {
         tenant: String,
@@ -286,7 +286,7 @@ impl Ingester {
             // deleted by hand): the segments numbered anew must not be skipped by it.
             if mark.before_segment >= self.wal.first_segment() {
                 tracing::warn!(block = %mark.block_id, "removing a cut mark of a write-ahead log that is gone");
-                self.wal.remove_cut_mark(mark.block_id)?;
+                self.wal.remove_cut_mark(&mark)?;
                 continue;
             }
             let meta = block_object(&mark.tenant, mark.block_id, META_FILE);
@@ -306,7 +306,7 @@ impl Ingester {
                             block: mark.block_id,
                             source,
                         })?;
-                    self.wal.remove_cut_mark(mark.block_id)?;
+                    self.wal.remove_cut_mark(&mark)?;
                 }
                 Err(source) => {
                     return Err(OpenError::Store {
@@ -729,7 +729,7 @@ impl Ingester {
                 // If the objects cannot be removed the mark stays, and the next start decides
                 // from `meta.json` whether the block exists.
                 match self.remove_block_objects(tenant, block_id).await {
-                    Ok(()) => self.wal.remove_cut_mark(block_id)?,
+                    Ok(()) => self.wal.remove_cut_mark(&mark)?,
                     Err(remove) => {
                         tracing::warn!(%remove, block = %block_id, "cannot remove a block that failed to write")
                     }

@@ -7,7 +7,7 @@
 //! Record: `u32 LE payload length | u32 LE crc32 of payload | payload`, payload =
 //! `u16 LE tenant length | tenant | OTLP ExportTraceServiceRequest protobuf`.
 //!
-//! Cut marks (`cuts/<block-id>`) make replay exact. Before the ingester writes a block, it
+//! Cut marks (`cuts/<segment>-<block-id>`) make replay exact. Before the ingester writes a block, it
 //! records the block's trace ids and the segment its cut rotated to: the block holds every span
 //! of those traces that segments before it hold (and earlier blocks do not). If the block is
 //! committed when the log is replayed, those records are skipped for those traces; if it is
@@ -271,13 +271,20 @@ impl Wal {
         self.dir.join(CUTS_DIR)
     }
 
+    /// `cuts/<before_segment>-<block-id>`: the name says which segments a mark covers, so
+    /// marks are dropped without reading them.
+    fn cut_mark_path(&self, mark: &CutMark) -> PathBuf {
+        self.cuts_dir()
+            .join(format!("{:010}-{}", mark.before_segment, mark.block_id))
+    }
+
     /// Stores `mark` durably (written aside, synced, renamed into place) before its block is
     /// written.
     pub fn write_cut_mark(&self, mark: &CutMark) -> Result<(), WalError> {
         let dir = self.cuts_dir();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let path = dir.join(mark.block_id.to_string());
-        let aside = dir.join(format!("{}.tmp", mark.block_id));
+        let path = self.cut_mark_path(mark);
+        let aside = path.with_extension("tmp");
         let mut file = File::create(&aside).map_err(io(&aside))?;
         file.write_all(&mark.encode()).map_err(io(&aside))?;
         file.sync_data().map_err(io(&aside))?;
@@ -311,9 +318,9 @@ impl Wal {
         Ok(marks)
     }
 
-    /// Removes the mark of `block`, if there is one.
-    pub fn remove_cut_mark(&self, block: Uuid) -> Result<(), WalError> {
-        let path = self.cuts_dir().join(block.to_string());
+    /// Removes `mark`, if it is stored.
+    pub fn remove_cut_mark(&self, mark: &CutMark) -> Result<(), WalError> {
+        let path = self.cut_mark_path(mark);
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
             _ => Ok(()),
@@ -322,9 +329,20 @@ impl Wal {
 
     /// Removes the marks that only cover segments before `segment` (gone, or going).
     pub fn remove_cut_marks_before(&self, segment: u64) -> Result<(), WalError> {
-        for mark in self.cut_marks()? {
-            if mark.before_segment <= segment {
-                self.remove_cut_mark(mark.block_id)?;
+        let dir = self.cuts_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(io(&dir))?.path();
+            let covered = path
+                .file_name()
+                .and_then(|name| name.to_str()?.split_once('-'))
+                .and_then(|(before, _)| before.parse::<u64>().ok());
+            if covered.is_some_and(|before| before <= segment) && path.extension().is_none() {
+                std::fs::remove_file(&path).map_err(io(&path))?;
             }
         }
         Ok(())

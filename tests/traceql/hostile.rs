@@ -12,7 +12,7 @@ use tracefusion::traceql::bounds::{
 };
 
 use crate::serve::write_config;
-use crate::support::{ChildGuard, binary, free_port, wait_ready};
+use crate::support::{ChildGuard, binary, free_port};
 
 const STARTUP: Duration = Duration::from_secs(60);
 
@@ -34,15 +34,9 @@ async fn server(traces: usize, extra: &str) -> Server {
         .output()
         .unwrap();
     assert!(generated.status.success(), "{generated:?}");
-    let mut child = ChildGuard::spawn(
-        Command::new(binary())
-            .arg("serve")
-            .arg("--config")
-            .arg(&config),
-    );
-    let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&client, &format!("{base}/ready"), &mut child, STARTUP).await;
+    let child = crate::support::serve(&config, &[], &base, STARTUP).await;
+    let client = reqwest::Client::new();
     Server {
         child,
         base,
