@@ -5,6 +5,7 @@ pub mod runner;
 pub mod search;
 pub mod session;
 pub mod sources;
+pub mod structural;
 pub mod table;
 pub mod values;
 pub mod yield_points;

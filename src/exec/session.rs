@@ -13,15 +13,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use datafusion::catalog::TableProvider;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::memory_pool::{
     GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::{SessionConfig, SessionContext};
-
-use super::yield_points::YieldInSortInputs;
 use object_store::ObjectStore;
+
+use super::structural::StructuralJoinPlanner;
+use super::yield_points::YieldInSortInputs;
 
 use super::table::{BLOCK_STORE_URL, BlocksTable, LiveTable, SpansTable};
 use crate::config::DedicatedColumn;
@@ -86,10 +91,28 @@ impl QueryRuntime {
             .with_runtime_env(Arc::new(runtime))
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(YieldInSortInputs))
+            .with_query_planner(Arc::new(TraceQlPlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_table("spans", spans)?;
         Ok(ctx)
+    }
+}
+
+/// DataFusion's physical planner, which also plans tracefusion's own logical nodes.
+#[derive(Debug)]
+struct TraceQlPlanner;
+
+#[async_trait::async_trait]
+impl QueryPlanner for TraceQlPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn datafusion::catalog::Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(StructuralJoinPlanner)])
+            .create_physical_plan(logical_plan, session)
+            .await
     }
 }
 

@@ -3,9 +3,9 @@
 //! A query is cancelled by dropping its future, which takes effect when its task next yields.
 //! A sort pulls its whole input in one loop; when that input is itself a sort and a window
 //! working on batches already in memory, nothing in the loop waits, and the whole stage runs
-//! in one poll. Structural operators stack sorts and windows like that, so every sort's input
-//! is made to spend Tokio's task budget per batch ([`CooperativeExec`]) and yield when it runs
-//! out.
+//! in one poll. Pipelines (`by()`, aggregates, `select()`) stack sorts and windows like that,
+//! so every sort's input is made to spend Tokio's task budget per batch ([`CooperativeExec`])
+//! and yield when it runs out.
 
 use std::sync::Arc;
 

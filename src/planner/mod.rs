@@ -3,6 +3,7 @@
 
 pub mod field;
 pub mod spanset;
+pub mod structural;
 pub mod values;
 
 pub use spanset::{OutputValue, Planner, SEARCH_COLUMNS, SPANSET_KEY, SearchPlan, ValueColumns};

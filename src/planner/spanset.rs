@@ -4,16 +4,15 @@
 //! [`SPANSET_KEY`], which tells the spansets of a trace apart (empty until a `by()`), and
 //! the columns of the spanset attributes computed so far (`count()`, `by(…)`). A spanset is
 //! the rows sharing a trace id and a spanset key. Filters are `Filter`s. `>` and `<` are hash
-//! semi joins on the nested-set parent; the other structural operators and `&&` are windows
-//! over the union of both sides (in nested-set order where it matters), so a trace of n spans
-//! costs O(n log n) and each side appears once in the plan. `||` is a union, and aggregates are
-//! window functions over the spanset. A filter on event or link fields unnests the span's
+//! semi joins on the nested-set parent; the other structural operators and `&&` are
+//! [`StructuralJoin`]s (a trace of n spans costs O(n log n), and each side appears once in the
+//! plan). `||` is a union, and aggregates are window functions over the spanset. A filter on event or link fields unnests the span's
 //! events (links) first.
 
 use std::cell::Cell;
+use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::common::ScalarValue;
 use datafusion::common::{Column, JoinType, Result, UnnestOptions, not_impl_err, plan_err};
 use datafusion::functions::string::expr_fn::concat;
 use datafusion::functions_aggregate::average::avg_udaf;
@@ -24,13 +23,14 @@ use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::functions_nested::expr_fn::cardinality;
 use datafusion::functions_window::row_number::row_number_udwf;
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, WindowFrame, WindowFrameBound,
-    WindowFrameUnits, WindowFunctionDefinition, cast, expr::WindowFunction, lit, when,
+    Expr, ExprFunctionExt, Extension, LogicalPlan, LogicalPlanBuilder, WindowFunctionDefinition,
+    cast, expr::WindowFunction, lit, when,
 };
 
 use super::field::{
     FieldLowering, Value, compare, field_element, ident, reads_elements, static_value,
 };
+use super::structural::{Keep, Relation, STRUCTURE_COLUMNS, StructuralJoin};
 use crate::storage::schema;
 use crate::traceql::ast::{
     AggregateFn, BinaryOp, CmpOp, FieldExpr, FieldRef, Intrinsic, MetricsExpr, Pipeline,
@@ -451,7 +451,7 @@ impl Planner {
     /// Two spanset relations combined by `op`. Each side appears once in the plan, so chains
     /// of operators grow the plan linearly.
     fn spanset_op(&self, op: SpansetOp, l: LogicalPlan, r: LogicalPlan) -> Result<LogicalPlan> {
-        use Structure::*;
+        use Relation::*;
         match op {
             SpansetOp::And => self.in_spansets_of_both(l, r),
             SpansetOp::Or => self.union_distinct(l, r),
@@ -473,59 +473,16 @@ impl Planner {
         }
     }
 
-    /// Both relations as one, each row marked by its side in column `tag` (true: `a`). Unless
-    /// `a_shown`, rows of `a` only decide which rows of `b` are kept, so they carry the
-    /// structure columns alone (nulls elsewhere), and the scan behind `a` reads only those.
-    fn tagged_union(
-        &self,
-        a: LogicalPlan,
-        b: LogicalPlan,
-        tag: &str,
-        a_shown: bool,
-    ) -> Result<LogicalPlanBuilder> {
-        const STRUCTURE: [&str; 5] = [
-            schema::TRACE_ID,
-            schema::SPAN_ID,
-            schema::NESTED_SET_LEFT,
-            schema::NESTED_SET_RIGHT,
-            schema::NESTED_SET_PARENT,
-        ];
-        let side = |plan: LogicalPlan, is_a: bool| -> Result<LogicalPlan> {
-            let mut exprs = Vec::new();
-            for field in self.schema.fields() {
-                let name = field.name();
-                exprs.push(if is_a && !a_shown && !STRUCTURE.contains(&name.as_str()) {
-                    cast(lit(ScalarValue::Null), field.data_type().clone()).alias(name)
-                } else {
-                    ident(name)
-                });
-            }
-            exprs.push(ident(SPANSET_KEY));
-            exprs.push(lit(is_a).alias(tag));
-            LogicalPlanBuilder::from(plan).project(exprs)?.build()
-        };
-        LogicalPlanBuilder::from(side(a, true)?).union(side(b, false)?)
-    }
-
     /// `l && r`: the spans of both, in spansets where both have spans.
     fn in_spansets_of_both(&self, l: LogicalPlan, r: LogicalPlan) -> Result<LogicalPlan> {
-        let from_l = self.fresh("from_l");
-        let from_r = Expr::Not(Box::new(ident(&from_l)));
-        // Rows of `r` in a spanset with `l`, and rows of `l` in one with `r`.
-        let (mut windows, r_with_l) = self.in_same_spanset(ident(&from_l), from_r.clone())?;
-        let (l_windows, l_with_r) = self.in_same_spanset(from_r, ident(&from_l))?;
-        windows.extend(l_windows);
-        let both = windowed(self.tagged_union(l, r, &from_l, true)?, windows)?
-            .filter(r_with_l.or(l_with_r))?;
-        let columns = self.core_columns().map(|c| ident(&c)).collect();
-        self.each_span_once(both, columns)
+        structural_join(Keep::SameSpanset, l, r)
     }
 
     /// The spans of `r` that stand in `rel` to a span of `l` in their spanset. Child and
-    /// parent are equalities, so hash joins; the others are windows over both sides in
-    /// nested-set order ([`Self::relation`]).
-    fn related(&self, rel: Structure, l: LogicalPlan, r: LogicalPlan) -> Result<LogicalPlan> {
-        if matches!(rel, Structure::Child | Structure::Parent) {
+    /// parent are equalities, so hash joins; the others a [`StructuralJoin`], which needs
+    /// only the structure columns of `l`.
+    fn related(&self, rel: Relation, l: LogicalPlan, r: LogicalPlan) -> Result<LogicalPlan> {
+        if matches!(rel, Relation::Child | Relation::Parent) {
             return self.parent_join(r, l, rel);
         }
         // Spans outside the nested set (left = 0) are in no relation: neither side needs them.
@@ -534,152 +491,27 @@ impl Planner {
                 .filter(ident(schema::NESTED_SET_LEFT).gt(lit(0)))?
                 .build()
         };
-        let from_l = self.fresh("from_l");
-        let (windows, related) =
-            self.relation(rel, Expr::Not(Box::new(ident(&from_l))), ident(&from_l))?;
-        windowed(
-            self.tagged_union(in_tree(l)?, in_tree(r)?, &from_l, false)?,
-            windows,
-        )?
-        .filter(related)?
-        .project(self.core_columns().map(|c| ident(&c)))?
-        .build()
+        structural_join(
+            Keep::Related(rel),
+            structure_only(in_tree(l)?)?,
+            in_tree(r)?,
+        )
     }
 
     /// The spans of `r` that stand in `rel` to no span of `l`, in spansets where `l` has spans.
-    fn not_related(&self, rel: Structure, l: LogicalPlan, r: LogicalPlan) -> Result<LogicalPlan> {
-        let from_l = self.fresh("from_l");
-        let from_r = Expr::Not(Box::new(ident(&from_l)));
-        let (mut windows, related) = self.relation(rel, from_r.clone(), ident(&from_l))?;
-        let (l_windows, l_there) = self.in_same_spanset(ident(&from_l), from_r)?;
-        windows.extend(l_windows);
-        let unrelated = l_there.and(Expr::Not(Box::new(related.is_true())));
-        windowed(self.tagged_union(l, r, &from_l, false)?, windows)?
-            .filter(unrelated)?
-            .project(self.core_columns().map(|c| ident(&c)))?
-            .build()
+    fn not_related(&self, rel: Relation, l: LogicalPlan, r: LogicalPlan) -> Result<LogicalPlan> {
+        structural_join(Keep::Unrelated(rel), structure_only(l)?, r)
     }
 
     /// `l &>> r` and friends: the spans of `r` in `rel` to a span of `l`, and those of `l` in
     /// the inverse relation to a span of `r`, each once.
     fn related_both_ways(
         &self,
-        rel: Structure,
+        rel: Relation,
         l: LogicalPlan,
         r: LogicalPlan,
     ) -> Result<LogicalPlan> {
-        let from_l = self.fresh("from_l");
-        let from_r = Expr::Not(Box::new(ident(&from_l)));
-        let (mut windows, r_related) = self.relation(rel, from_r.clone(), ident(&from_l))?;
-        let (inverse_windows, l_related) = self.relation(rel.inverse(), ident(&from_l), from_r)?;
-        windows.extend(inverse_windows);
-        let both = windowed(self.tagged_union(l, r, &from_l, true)?, windows)?
-            .filter(r_related.or(l_related))?;
-        let columns = self.core_columns().map(|c| ident(&c)).collect();
-        self.each_span_once(both, columns)
-    }
-
-    /// Windows over a union of two sides, and the condition true for rows where `kept` is
-    /// true that stand in `rel` to a row where `other` is true, in the same spanset. Spans
-    /// outside the nested set (left = 0) are in no relation. Each window is a running
-    /// aggregate in an order that puts what a kept row needs before it:
-    /// - child (parent): ordered by kept rows' parent (left) and other rows' left (parent),
-    ///   whether the greatest other key so far is the row's;
-    /// - descendant: in nested-set order, the latest end among other spans that start before;
-    /// - ancestor: in reverse order, the earliest start among other spans that start after;
-    /// - sibling: in (parent, span id) order and reverse, whether the nearest other span so
-    ///   far has the same parent.
-    ///
-    /// A trace of n spans costs a sort, O(n log n), where joins on the trace were O(n²). A
-    /// running frame is computed batch by batch, where a frame to the end of the partition
-    /// would compute every partition in one step that a cancelled query cannot leave.
-    fn relation(&self, rel: Structure, kept: Expr, other: Expr) -> Result<(Vec<Expr>, Expr)> {
-        let (left, right, parent, span_id) = (
-            schema::NESTED_SET_LEFT,
-            schema::NESTED_SET_RIGHT,
-            schema::NESTED_SET_PARENT,
-            schema::SPAN_ID,
-        );
-        let in_tree = |e: Expr| e.and(ident(left).gt(lit(0)));
-        let of_other = |value: Expr| when(in_tree(other.clone()), value).end();
-        // At equal keys, other rows before kept rows (`others_first`) or after (`kept_first`).
-        let others_first = || kept.clone().sort(true, false);
-        let kept_first = || kept.clone().sort(false, false);
-        let found = self.fresh("found");
-        let kept_in_tree = in_tree(kept.clone());
-        let (windows, condition) = match rel {
-            Structure::Child | Structure::Parent => {
-                // In key order, the greatest key of an other row so far is the row's own key
-                // exactly when an other row has it.
-                let (kept_key, other_key) = match rel {
-                    Structure::Child => (parent, left),
-                    _ => (left, parent),
-                };
-                let key = when(kept.clone(), ident(kept_key)).otherwise(ident(other_key))?;
-                let order = vec![key.clone().sort(true, false), others_first()];
-                let last = running_window(max_udaf(), of_other(key.clone())?, order)?;
-                let kept = match rel {
-                    Structure::Child => kept.clone(),
-                    _ => kept_in_tree,
-                };
-                (vec![last.alias(&found)], kept.and(ident(&found).eq(key)))
-            }
-            Structure::Descendant | Structure::Ancestor => {
-                // The rows before a kept row are the spans that start before it (ascending) or
-                // after it (descending); its own other row, if any, comes after it.
-                let ascending = matches!(rel, Structure::Descendant);
-                let order = vec![ident(left).sort(ascending, false), kept_first()];
-                let (aggregate, value, related) = if ascending {
-                    // The latest end among other spans that start before this one.
-                    (max_udaf(), right, ident(&found).gt(ident(left)))
-                } else {
-                    // The earliest start among other spans that start after this one.
-                    (min_udaf(), left, ident(&found).lt(ident(right)))
-                };
-                let running = running_window(aggregate, of_other(ident(value))?, order)?;
-                (vec![running.alias(&found)], kept_in_tree.and(related))
-            }
-            Structure::Sibling => {
-                // In (parent, span id) order, an other row before this one under the same
-                // parent has a smaller id; in reverse order, a greater one. Its own other row,
-                // if any, comes after it both ways.
-                let after = self.fresh("after");
-                let parents = of_other(ident(parent))?;
-                let in_order = |ascending: bool| {
-                    vec![
-                        ident(parent).sort(ascending, false),
-                        ident(span_id).sort(ascending, false),
-                        kept_first(),
-                    ]
-                };
-                let before = running_window(max_udaf(), parents.clone(), in_order(true))?;
-                let later = running_window(min_udaf(), parents, in_order(false))?;
-                (
-                    vec![before.alias(&found), later.alias(&after)],
-                    kept_in_tree.and(
-                        ident(&found)
-                            .eq(ident(parent))
-                            .or(ident(&after).eq(ident(parent))),
-                    ),
-                )
-            }
-        };
-        Ok((windows, condition))
-    }
-
-    /// Windows and the condition true for rows where `wanted` is false whose spanset has a row
-    /// where `side` is true (rows of `side` come first; see [`Self::relation`]).
-    fn in_same_spanset(&self, side: Expr, wanted: Expr) -> Result<(Vec<Expr>, Expr)> {
-        let count = self.fresh("count");
-        let window = running_window(
-            count_udaf(),
-            when(side.clone(), lit(1)).end()?,
-            vec![side.sort(false, false)],
-        )?;
-        Ok((
-            vec![window.alias(&count)],
-            wanted.and(ident(&count).gt(lit(0))),
-        ))
+        structural_join(Keep::BothWays(rel), l, r)
     }
 
     /// The spans of `kept` whose parent (child, with `Parent`) is a span of `other` in the
@@ -688,7 +520,7 @@ impl Planner {
         &self,
         kept: LogicalPlan,
         other: LogicalPlan,
-        rel: Structure,
+        rel: Relation,
     ) -> Result<LogicalPlan> {
         let k = |c: &str| Expr::Column(Column::new(Some("r"), c));
         let o = |c: &str| Expr::Column(Column::new(Some("l"), c));
@@ -699,11 +531,11 @@ impl Planner {
         ];
         // Spans outside the nested set (left = 0) are in no relation.
         match rel {
-            Structure::Child => {
+            Relation::Child => {
                 on.push(o(left).eq(k(parent)));
                 on.push(o(left).gt(lit(0)));
             }
-            Structure::Parent => {
+            Relation::Parent => {
                 on.push(k(left).eq(o(parent)));
                 on.push(k(left).gt(lit(0)));
             }
@@ -838,63 +670,18 @@ impl Planner {
     }
 }
 
-/// `aggregate(value)` from the start of the row's spanset to the row, in `order`. (Finer
-/// partitions cost DataFusion's bounded window far more than a longer sort key.)
-fn running_window(
-    aggregate: std::sync::Arc<datafusion::logical_expr::AggregateUDF>,
-    value: Expr,
-    order: Vec<datafusion::logical_expr::SortExpr>,
-) -> Result<Expr> {
-    let partition = vec![ident(schema::TRACE_ID), ident(SPANSET_KEY)];
-    Expr::WindowFunction(Box::new(WindowFunction::new(
-        WindowFunctionDefinition::AggregateUDF(aggregate),
-        vec![value],
-    )))
-    .partition_by(partition)
-    .order_by(order)
-    .window_frame(WindowFrame::new_bounds(
-        WindowFrameUnits::Rows,
-        WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
-        WindowFrameBound::CurrentRow,
-    ))
-    .build()
+/// A [`StructuralJoin`] of `l` and `r`.
+fn structural_join(keep: Keep, l: LogicalPlan, r: LogicalPlan) -> Result<LogicalPlan> {
+    Ok(LogicalPlan::Extension(Extension {
+        node: Arc::new(StructuralJoin::try_new(keep, l, r)?),
+    }))
 }
 
-/// `input` with `windows`, which may differ in partitioning and order: a window node for each
-/// (DataFusion plans one sort order per node; a sort already in place is not redone).
-fn windowed(input: LogicalPlanBuilder, windows: Vec<Expr>) -> Result<LogicalPlanBuilder> {
-    windows
-        .into_iter()
-        .try_fold(input, |plan, window| plan.window(vec![window]))
-}
-
-/// The nested-set relations of the structural operators: "a span of the other side is the
-/// kept span's parent", and so on.
-#[derive(Debug, Clone, Copy)]
-enum Structure {
-    /// The kept span's parent is on the other side.
-    Child,
-    /// The kept span is the parent of one on the other side.
-    Parent,
-    /// An ancestor of the kept span is on the other side.
-    Descendant,
-    /// The kept span is an ancestor of one on the other side.
-    Ancestor,
-    /// The kept span shares its parent with another span on the other side.
-    Sibling,
-}
-
-impl Structure {
-    /// The relation seen from the other side.
-    fn inverse(self) -> Self {
-        match self {
-            Self::Child => Self::Parent,
-            Self::Parent => Self::Child,
-            Self::Descendant => Self::Ancestor,
-            Self::Ancestor => Self::Descendant,
-            Self::Sibling => Self::Sibling,
-        }
-    }
+/// `plan` narrowed to what a [`StructuralJoin`] reads of a side whose spans it only looks up.
+fn structure_only(plan: LogicalPlan) -> Result<LogicalPlan> {
+    LogicalPlanBuilder::from(plan)
+        .project(STRUCTURE_COLUMNS.map(ident))?
+        .build()
 }
 
 /// The filters of `expr` when it is plain filters combined by `op` alone (`&&` or `||`).

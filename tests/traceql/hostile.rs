@@ -348,9 +348,11 @@ async fn a_tenant_past_its_concurrency_or_memory_limit_is_refused_clearly() {
     assert_eq!(server.get("/api/search", "{ }").await.0, 200);
 
     let small = self::server(200, "querier:\n  query_memory_limit: 1KiB\n").await;
-    let (status, body) = small.get("/api/search", "{ } | count() > 1").await;
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("querier.query_memory_limit"), "{body}");
+    for query in ["{ } | count() > 1", "{ } >> { }", "{ } &~ { }"] {
+        let (status, body) = small.get("/api/search", query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.contains("querier.query_memory_limit"), "{query}: {body}");
+    }
 }
 
 /// Queries run on their own runtime: while eight heavy searches keep every core busy, small

@@ -1498,11 +1498,11 @@ fn big_trace(n: usize) -> (TraceId, Vec<ResourceSpans>, Vec<Option<usize>>) {
 
 /// Structural operators are not quadratic in a trace's span count: over one 20 000-span
 /// trace, descendant, ancestor and sibling (and their negations) match exactly the spans the
-/// tree says, in at most 8× the time of `{ }` over the same trace (median of three). Measured:
-/// 4–6× in a release build (`>>` 65 ms against 14 ms; the issue asks for 2×, not met yet) and
-/// 4–5× in a debug build. The quadratic joins these replaced took
-/// 800× (`!<<`: 139 s against 0.16 s). A union operator (`&>>`) is the operator both ways
-/// and `~` sorts the siblings both ways, so each doubles its bound.
+/// tree says, in at most 3× the time of `{ }` over the same trace (median of three), 4× for
+/// a union operator (`&>>`, the operator both ways, each side read whole). Measured: 1.5–1.9×
+/// (`>>` 29 ms against 15 ms in a release build) and 2.3–3× for union operators, release
+/// and debug alike. The quadratic joins of before took 800× (`!<<`: 139 s against 0.16 s),
+/// the sorted windows after them 4–6×.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn structural_operators_over_a_20_000_span_trace_take_near_linear_time() {
     const SPANS: usize = 20_000;
@@ -1561,10 +1561,7 @@ async fn structural_operators_over_a_20_000_span_trace_take_near_linear_time() {
         let (matched, took) = timed(&ctx, query).await;
         assert_eq!(matched, spans, "{query}: spans matched");
         eprintln!("{query}: {took:?} ({{ }}: {plain:?})");
-        // A union operator (`&>>`) is the operator both ways, and `~` looks both ways along
-        // the siblings: each doubles the sorting.
-        let passes = (1 + u32::from(query.contains('&'))) * (1 + u32::from(query.contains('~')));
-        let bound = passes * 8;
+        let bound = if query.contains('&') { 4 } else { 3 };
         assert!(
             took <= plain * bound,
             "{query} took {took:?}, over {bound}× the {plain:?} of {{ }}"
