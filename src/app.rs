@@ -70,7 +70,10 @@ pub async fn serve(
             max_block_bytes: ingester_config.max_block_bytes.0,
             max_memory_bytes: ingester_config.max_block_bytes.0.saturating_mul(2) + (256 << 20),
             max_bytes_per_trace: config.overrides.defaults.global.max_bytes_per_trace.0,
-            block: BlockOptions::from_config(&trace_config.block),
+            block: BlockOptions {
+                ingestion_slack: Some(trace_config.wal.ingestion_time_range_slack.0),
+                ..BlockOptions::from_config(&trace_config.block)
+            },
         },
         &trace_config.wal.path,
         match trace_config.wal.sync {

@@ -436,6 +436,8 @@ pub struct WalConfig {
     pub path: PathBuf,
     /// Whether requests are fsynced before they are acknowledged.
     pub sync: WalSync,
+    /// Span times further than this ahead of the clock count as now in a block's time range.
+    pub ingestion_time_range_slack: Duration,
 }
 
 impl Default for WalConfig {
@@ -443,6 +445,7 @@ impl Default for WalConfig {
         Self {
             path: Path::new(DEFAULT_DATA_DIR).join("wal"),
             sync: WalSync::Always,
+            ingestion_time_range_slack: Duration::from_secs(120),
         }
     }
 }

@@ -40,6 +40,7 @@ pub const KEY_DOCS: &[KeyDoc] = keys! {
     "storage.trace.block.parquet_dedicated_columns" => "Attributes with columns of their own: a list of `{scope, name, type}` entries, scope `resource` or `span` (default), type `string` (default) or `int`.",
     "storage.trace.local.path" => "Folder of the `local` backend.",
     "storage.trace.wal.path" => "Folder of the write-ahead log (always on local disk).",
+    "storage.trace.wal.ingestion_time_range_slack" => "A block's time range (what searches use to pick blocks and order them newest first) counts a span time more than this ahead of the clock as the moment the block is written, so a client clock far ahead does not make its block the newest for good. Spans keep their own times; a search over that future range does not find them (trace by id does). Earlier times are kept as they are.",
     "storage.trace.wal.sync" => "`always`: fsync each request before acknowledging it (grouped across concurrent requests); `never`: leave it to the OS (survives a process crash, not a power loss).",
     "storage.trace.s3.bucket" => "S3 bucket (required for `s3`).",
     "storage.trace.s3.endpoint" => "S3 API host and port without scheme, e.g. `s3.us-east-1.amazonaws.com` or `localhost:9000` (required for `s3`).",

@@ -138,6 +138,11 @@ pub struct BlockOptions {
     pub row_group_bytes: usize,
     pub dedicated_columns: Vec<DedicatedColumn>,
     pub compaction_level: u32,
+    /// When set, the block's time range (`meta.json` start and end) counts a span starting or
+    /// ending more than this after the block is written as ending then (Tempo's
+    /// `ingestion_time_range_slack`): a clock far ahead does not make its block the newest
+    /// for good. The spans keep their own times.
+    pub ingestion_slack: Option<std::time::Duration>,
 }
 
 impl BlockOptions {
@@ -146,6 +151,7 @@ impl BlockOptions {
             row_group_bytes: config.parquet_row_group_size_bytes.0 as usize,
             dedicated_columns: config.parquet_dedicated_columns.clone(),
             compaction_level: 0,
+            ingestion_slack: None,
         }
     }
 }
@@ -154,6 +160,15 @@ impl Default for BlockOptions {
     fn default() -> Self {
         Self::from_config(&crate::config::BlockConfig::default())
     }
+}
+
+/// `[start, end]` (Unix nanoseconds) with times more than `slack` past now taken as now.
+fn clamp_to_ingestion(start: u64, end: u64, slack: std::time::Duration) -> (u64, u64) {
+    let now = Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX).max(0) as u64;
+    let latest = now.saturating_add(slack.as_nanos().min(u64::MAX as u128) as u64);
+    let clamp = |t: u64| if t > latest { now } else { t };
+    let (start, end) = (clamp(start), clamp(end));
+    (start.min(end), end)
 }
 
 fn nanos_to_time(nanos: u64) -> DateTime<Utc> {
@@ -403,12 +418,16 @@ impl BlockWriter {
         let tags = serde_json::to_vec(&catalog).expect("catalog serializes");
         self.store.put(&object(TAGS_FILE), tags.into()).await?;
 
+        let (start, end) = match self.options.ingestion_slack {
+            Some(slack) => clamp_to_ingestion(self.start, self.end, slack),
+            None => (self.start, self.end),
+        };
         let meta = BlockMeta {
             format: FORMAT.to_string(),
             block_id: self.block_id,
             tenant_id: self.tenant.clone(),
-            start_time: nanos_to_time(self.start),
-            end_time: nanos_to_time(self.end),
+            start_time: nanos_to_time(start),
+            end_time: nanos_to_time(end),
             total_spans: self.total_spans,
             total_traces: self.trace_ids.len() as u64,
             size,

@@ -351,7 +351,10 @@ async fn a_tenant_past_its_concurrency_or_memory_limit_is_refused_clearly() {
     for query in ["{ } | count() > 1", "{ } >> { }", "{ } &~ { }"] {
         let (status, body) = small.get("/api/search", query).await;
         assert_eq!(status, 400, "{query}: {body}");
-        assert!(body.contains("querier.query_memory_limit"), "{query}: {body}");
+        assert!(
+            body.contains("querier.query_memory_limit"),
+            "{query}: {body}"
+        );
     }
 }
 

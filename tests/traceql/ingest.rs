@@ -1459,3 +1459,81 @@ async fn the_memory_limit_counts_rows_kept_for_queries() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A client clock far ahead (a span dated 2200) does not make its block the newest for good:
+/// the block's time range ends when the block was written (`ingestion_time_range_slack`,
+/// 2 minutes by default), and the span keeps its own times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_dated_far_ahead_does_not_stretch_its_blocks_time_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let in_2200: u64 = 7_258_118_400_000_000_000;
+    let trace_id = "7d1e7c3c8f0a4b2e9d6c5b4a39281706";
+    let span = |id: &str, start: u64| {
+        format!(
+            r#"{{"traceId":"{trace_id}","spanId":"{id}","name":"at {start}",
+                "startTimeUnixNano":"{start}","endTimeUnixNano":"{}"}}"#,
+            start + 1_000_000
+        )
+    };
+    let body = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{},{}]}}]}}]}}"#,
+        span("00000000000000a1", now),
+        span("00000000000000a2", in_2200)
+    );
+    let response = reqwest::Client::new()
+        .post(&server.otlp)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    stop(server);
+    let written = chrono::Utc::now();
+
+    let blocks = dir.path().join("blocks/single-tenant/blocks");
+    let metas: Vec<serde_json::Value> = std::fs::read_dir(&blocks)
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("meta.json")).ok())
+        .map(|bytes| serde_json::from_slice(&bytes).unwrap())
+        .collect();
+    assert_eq!(metas.len(), 1, "one block");
+    let time = |key: &str| {
+        metas[0][key]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    };
+    let (block_start, end) = (time("startTime"), time("endTime"));
+    assert_eq!(
+        block_start.timestamp_nanos_opt().unwrap() as u64,
+        now,
+        "start kept"
+    );
+    assert!(
+        end <= written,
+        "block end {end} is after it was written ({written})"
+    );
+
+    let server = start(dir.path(), "").await;
+    let found = get_trace_protobuf(&reqwest::Client::new(), &server, trace_id)
+        .await
+        .expect("the trace is found by id");
+    let mut starts: Vec<u64> = found
+        .trace
+        .unwrap()
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.start_time_unix_nano)
+        .collect();
+    starts.sort();
+    assert_eq!(starts, [now, in_2200], "the spans keep their own times");
+}
