@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
 
-use super::ingester::{HeldTrace, HeldTraces, decode};
+use super::held::{HeldTrace, HeldTraces, decode};
 use crate::config::DedicatedColumn;
 use crate::storage::to_arrow::{SpanBatchBuilder, trace_span_refs};
 use crate::storage::{TagCatalog, TraceId};

@@ -27,6 +27,7 @@ use prost::Message;
 use uuid::Uuid;
 
 use super::chunks::{Chunks, Rows};
+use super::held::{HeldTrace, HeldTraces, decode};
 use super::metrics;
 use super::wal::{CutMark, SyncPolicy, Wal, WalError};
 use crate::crash_point;
@@ -38,45 +39,6 @@ use crate::storage::{BlockOptions, BlockWriter, Blocklist, TraceId, split_by_tra
 
 /// Traces of one tenant grouped by id.
 pub type Traces = BTreeMap<TraceId, Vec<ResourceSpans>>;
-/// One trace held in memory: an encoded `ExportTraceServiceRequest`, and the earliest start
-/// of its spans (what a large head block is split by).
-#[derive(Clone)]
-pub(super) struct HeldTrace {
-    pub(super) encoded: Vec<u8>,
-    start: u64,
-    /// The oldest WAL segment holding spans of it.
-    segment: u64,
-}
-
-impl HeldTrace {
-    fn new(batches: Vec<ResourceSpans>, segment: u64) -> Self {
-        let start = batches
-            .iter()
-            .flat_map(|rs| &rs.scope_spans)
-            .flat_map(|ss| &ss.spans)
-            .map(|span| span.start_time_unix_nano)
-            .min()
-            .unwrap_or(0);
-        Self {
-            encoded: encode(batches),
-            start,
-            segment,
-        }
-    }
-
-    pub(super) fn append(&mut self, other: &HeldTrace) {
-        self.encoded.extend_from_slice(&other.encoded);
-        self.start = self.start.min(other.start);
-        self.segment = self.segment.min(other.segment);
-    }
-
-    pub(super) fn bytes(&self) -> u64 {
-        self.encoded.len() as u64
-    }
-}
-
-/// Traces of one tenant by id.
-pub(super) type HeldTraces = BTreeMap<TraceId, HeldTrace>;
 
 #[derive(Debug, Clone)]
 pub struct IngesterOptions {
@@ -182,20 +144,6 @@ pub struct Ingester {
     /// One cut at a time (the cutter task and shutdown).
     cutting: tokio::sync::Mutex<()>,
     held_bytes: AtomicU64,
-}
-
-fn encode(batches: Vec<ResourceSpans>) -> Vec<u8> {
-    ExportTraceServiceRequest {
-        resource_spans: batches,
-    }
-    .encode_to_vec()
-}
-
-pub(super) fn decode(encoded: &[u8]) -> Vec<ResourceSpans> {
-    // Only this process encoded these bytes.
-    ExportTraceServiceRequest::decode(encoded)
-        .map(|r| r.resource_spans)
-        .unwrap_or_default()
 }
 
 /// Splits a head block into blocks of at most `max_bytes` each, by trace start time, as if

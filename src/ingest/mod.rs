@@ -3,6 +3,7 @@
 
 mod chunks;
 pub mod distributor;
+mod held;
 pub mod ingester;
 pub mod metrics;
 pub mod otlp_grpc;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
 use serde::{Deserialize, Serialize};
 
-use super::to_arrow::{kind_name, status_name};
+use super::schema::{kind_name, status_name};
 
 /// Distinct values tracked per key and type while a block is written; beyond this the key is
 /// marked truncated (its listed values are then a sample of the most frequent early ones).

@@ -257,3 +257,26 @@ pub fn column_group(column: &str) -> &'static str {
         _ => "other",
     }
 }
+
+/// OTLP `Span.kind` as the span table spells it (TraceQL's names).
+pub fn kind_name(kind: i32) -> std::borrow::Cow<'static, str> {
+    match kind {
+        0 => "unspecified".into(),
+        1 => "internal".into(),
+        2 => "server".into(),
+        3 => "client".into(),
+        4 => "producer".into(),
+        5 => "consumer".into(),
+        other => other.to_string().into(),
+    }
+}
+
+/// OTLP `Status.code` as the span table spells it (TraceQL's names).
+pub fn status_name(code: i32) -> std::borrow::Cow<'static, str> {
+    match code {
+        0 => "unset".into(),
+        1 => "ok".into(),
+        2 => "error".into(),
+        other => other.to_string().into(),
+    }
+}

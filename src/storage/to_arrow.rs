@@ -18,33 +18,10 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use super::catalog::{CatalogBuilder, TagScope};
 use super::ids::TraceId;
-use super::schema::{event_fields, link_fields, span_schema};
+use super::schema::{event_fields, kind_name, link_fields, span_schema, status_name};
 use crate::config::{DedicatedColumn, DedicatedScope, DedicatedType};
 
 pub const SERVICE_NAME_ATTR: &str = "service.name";
-
-/// OTLP `Span.kind` as the span table spells it (TraceQL's names).
-pub fn kind_name(kind: i32) -> std::borrow::Cow<'static, str> {
-    match kind {
-        0 => "unspecified".into(),
-        1 => "internal".into(),
-        2 => "server".into(),
-        3 => "client".into(),
-        4 => "producer".into(),
-        5 => "consumer".into(),
-        other => other.to_string().into(),
-    }
-}
-
-/// OTLP `Status.code` as the span table spells it (TraceQL's names).
-pub fn status_name(code: i32) -> std::borrow::Cow<'static, str> {
-    match code {
-        0 => "unset".into(),
-        1 => "ok".into(),
-        2 => "error".into(),
-        other => other.to_string().into(),
-    }
-}
 
 /// One value of an attribute map family: a map per value type.
 struct AttrMaps {

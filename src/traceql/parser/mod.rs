@@ -10,6 +10,7 @@
 mod field;
 mod root;
 mod shape;
+mod tree;
 
 use std::cell::Cell;
 

@@ -6,7 +6,7 @@ use super::super::ast::{
     ScalarFilter, ScalarPipelineExpr, ScalarPipelineFilter, SecondStage, SpansetExpr, SpansetOp,
     Stage, Static,
 };
-use super::root::{Node, RootOp};
+use super::tree::{Node, RootOp};
 use super::{SyntaxError, Tokens, fail_at_pos};
 
 struct ShapeError {
