@@ -9,8 +9,73 @@
 
 use std::collections::HashSet;
 
+use serde::Deserialize;
+
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use serde_json::{Value as Json, json};
+
+/// The deepest attribute value accepted: arrays and key-value lists nested this many levels.
+/// Ingest refuses deeper values, so every later stage that recurses through a value
+/// (protobuf and JSON decoding, encoding, dropping) knows its depth is bounded.
+pub const MAX_VALUE_DEPTH: usize = 128;
+
+/// JSON nesting enough for any request whose values are within [`MAX_VALUE_DEPTH`]: a
+/// key-value list level is four JSON levels (value, list, `values` array, pair), and a request
+/// holds its attribute values under fewer than sixteen.
+pub const MAX_JSON_DEPTH: usize = 4 * MAX_VALUE_DEPTH + 16;
+
+/// Parses a JSON document nested at most [`MAX_JSON_DEPTH`] levels. serde_json's own limit
+/// (128) is too low for such values, and its parser recurses, so the depth is counted first
+/// by a scan that does not.
+pub fn parse_bounded(text: &[u8]) -> Result<Json, JsonError> {
+    if json_depth(text) > MAX_JSON_DEPTH {
+        return Err(JsonError::TooDeep);
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(text);
+    deserializer.disable_recursion_limit();
+    let json = Json::deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(json)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JsonError {
+    #[error(
+        "JSON nested deeper than {MAX_JSON_DEPTH} levels (attribute values may nest \
+         {MAX_VALUE_DEPTH} levels of arrays and key-value lists)"
+    )]
+    TooDeep,
+    #[error("not JSON: {0}")]
+    Invalid(#[from] serde_json::Error),
+}
+
+/// The deepest nesting of objects and arrays in `text`, brackets inside strings not counted.
+/// Malformed JSON gets some number; the parser reports what is wrong with it.
+fn json_depth(text: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in text {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
 
 /// `value` in protobuf JSON (64-bit integers as strings, bytes in base64).
 pub fn to_json(value: &AnyValue) -> Json {
@@ -46,7 +111,7 @@ pub fn attributes_to_json(attrs: &[KeyValue]) -> Vec<Json> {
 
 /// A value written by [`to_json`] (or any protobuf JSON `AnyValue`), read back.
 pub fn from_json_str(text: &str) -> Option<AnyValue> {
-    let mut json: Json = serde_json::from_str(text).ok()?;
+    let mut json = parse_bounded(text.as_bytes()).ok()?;
     let special = SpecialDoubles::replace(&mut json).ok()?;
     let mut value: AnyValue = serde_json::from_value(json).ok()?;
     if let Some(special) = special {

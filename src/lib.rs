@@ -18,6 +18,7 @@ pub mod exec;
 pub mod float_text;
 pub mod ingest;
 pub mod planner;
+pub mod protowire;
 pub mod storage;
 pub mod synth;
 pub mod telemetry;

@@ -25,6 +25,7 @@ use super::traces::tenant_of;
 use crate::exec::runner::QueryError;
 use crate::exec::search::search_with_progress;
 use crate::exec::session::MemoryBusy;
+use crate::protowire::{self, CheckedCodec};
 
 /// The full method name Grafana calls.
 pub const SEARCH_PATH: &str = "/tempopb.StreamingQuerier/Search";
@@ -58,9 +59,31 @@ impl tonic::codegen::Service<Request<Body>> for StreamingSearch {
             state: self.state.clone(),
         };
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+            let codec = CheckedCodec::new(SearchRequestSchema::Request, 0, |_| {
+                "body is not a tempopb.SearchRequest: it has group fields".into()
+            });
+            let mut grpc = tonic::server::Grpc::new(codec);
             Ok(grpc.server_streaming(method, request).await)
         })
+    }
+}
+
+/// The messages of a `SearchRequest`, for the scan that refuses group fields before prost
+/// (whose recursion limit is lifted) would skip them by recursion.
+#[derive(Clone, Copy)]
+enum SearchRequestSchema {
+    Request,
+    /// A `tags` map entry or the `rf1_after` timestamp: scalars only.
+    Flat,
+}
+
+impl protowire::Schema for SearchRequestSchema {
+    fn field(self, number: u64) -> Option<Self> {
+        matches!((self, number), (Self::Request, 1 | 10)).then_some(Self::Flat)
+    }
+
+    fn counts(self) -> bool {
+        false
     }
 }
 

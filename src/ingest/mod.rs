@@ -6,6 +6,7 @@ pub mod distributor;
 mod held;
 pub mod ingester;
 pub mod metrics;
+pub mod nesting;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod wal;

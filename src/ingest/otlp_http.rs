@@ -20,7 +20,8 @@ use prost::Message;
 
 use super::distributor::{Distributor, DistributorError};
 use super::ingester::PushError;
-use crate::any_value_json::SpecialDoubles;
+use super::nesting;
+use crate::any_value_json::{self, SpecialDoubles};
 
 /// Largest request body accepted, compressed or not.
 pub const MAX_BODY_BYTES: usize = 32 << 20;
@@ -152,8 +153,13 @@ async fn export(
         }
     };
     let request = match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_slice())
-            .map_err(|e| format!("body is not an OTLP ExportTraceServiceRequest in protobuf: {e}")),
+        Encoding::Protobuf => nesting::check_protobuf(&body)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                ExportTraceServiceRequest::decode(body.as_slice()).map_err(|e| {
+                    format!("body is not an OTLP ExportTraceServiceRequest in protobuf: {e}")
+                })
+            }),
         Encoding::Json => decode_json(&body),
     };
     let request = match request {
@@ -251,12 +257,12 @@ async fn export(
 
 /// OTLP/JSON: ids in hex, 64-bit integers as strings or numbers, enums as integers or names.
 pub fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest, String> {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let mut value = any_value_json::parse_bounded(body).map_err(|e| format!("body is {e}"))?;
     normalize_enums(&mut value);
     let special = SpecialDoubles::replace(&mut value)?;
     let mut request: ExportTraceServiceRequest = serde_json::from_value(value)
         .map_err(|e| format!("body is not an OTLP/JSON ExportTraceServiceRequest: {e}"))?;
+    nesting::check_request(&request).map_err(|e| e.to_string())?;
     if let Some(special) = special {
         for rs in &mut request.resource_spans {
             if let Some(resource) = &mut rs.resource {

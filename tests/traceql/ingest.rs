@@ -6,6 +6,10 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, KeyValue, KeyValueList, any_value::Value,
+};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use tracefusion::api::traces::TraceByIdResponse;
 
@@ -1536,4 +1540,356 @@ async fn a_span_dated_far_ahead_does_not_stretch_its_blocks_time_range() {
         .collect();
     starts.sort();
     assert_eq!(starts, [now, in_2200], "the spans keep their own times");
+}
+
+/// An attribute value `depth` levels deep, key-value lists and arrays in turn.
+fn nested_value(depth: usize) -> AnyValue {
+    let mut value = AnyValue {
+        value: Some(Value::StringValue("leaf".into())),
+    };
+    for level in 1..depth {
+        value = AnyValue {
+            value: Some(if level % 2 == 0 {
+                Value::ArrayValue(ArrayValue {
+                    values: vec![value],
+                })
+            } else {
+                Value::KvlistValue(KeyValueList {
+                    values: vec![KeyValue {
+                        key: "k".into(),
+                        value: Some(value),
+                        ..Default::default()
+                    }],
+                })
+            }),
+        };
+    }
+    value
+}
+
+/// [`nested_value`] in OTLP/JSON.
+fn nested_json(depth: usize) -> String {
+    let mut json = r#"{"stringValue":"leaf"}"#.to_string();
+    for level in 1..depth {
+        json = if level % 2 == 0 {
+            format!(r#"{{"arrayValue":{{"values":[{json}]}}}}"#)
+        } else {
+            format!(r#"{{"kvlistValue":{{"values":[{{"key":"k","value":{json}}}]}}}}"#)
+        };
+    }
+    json
+}
+
+/// One span of trace `id` with the attribute `deep` set to `value`.
+fn deep_span_request(id: u128, value: AnyValue) -> ExportTraceServiceRequest {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: id.to_be_bytes().to_vec(),
+                    span_id: vec![7; 8],
+                    name: "deep".into(),
+                    start_time_unix_nano: now,
+                    end_time_unix_nano: now + 1000,
+                    attributes: vec![KeyValue {
+                        key: "deep".into(),
+                        value: Some(value),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// A request whose span attribute nests `levels` key-value lists, written as bytes from the
+/// outside in: a value nested this deep cannot be built (or encoded) by recursion.
+fn deep_protobuf(levels: usize) -> Vec<u8> {
+    fn header(field: u32, length: usize) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        prost::encoding::encode_key(
+            field,
+            prost::encoding::WireType::LengthDelimited,
+            &mut bytes,
+        );
+        prost::encoding::encode_varint(length as u64, &mut bytes);
+        bytes
+    }
+    let leaf = AnyValue {
+        value: Some(Value::StringValue("leaf".into())),
+    }
+    .encode_to_vec();
+    let mut length = leaf.len();
+    let mut headers = Vec::new();
+    // AnyValue{kvlist(6): KeyValueList{values(1): KeyValue{value(2): ...}}}
+    for _ in 0..levels {
+        for field in [2, 1, 6] {
+            let h = header(field, length);
+            length += h.len();
+            headers.push(h);
+        }
+    }
+    // KeyValue(value 2) in Span(attributes 9) in ScopeSpans(2) in ResourceSpans(2) in request(1).
+    for field in [2, 9, 2, 2, 1] {
+        let h = header(field, length);
+        length += h.len();
+        headers.push(h);
+    }
+    let mut bytes: Vec<u8> = headers.into_iter().rev().flatten().collect();
+    bytes.extend(leaf);
+    bytes
+}
+
+/// The `deep` attribute of the one span of trace `id`, as trace by id answers it.
+async fn deep_attribute(client: &reqwest::Client, server: &Server, id: u128) -> AnyValue {
+    let found = get_trace_protobuf(client, server, &format!("{id:032x}"))
+        .await
+        .unwrap_or_else(|| panic!("trace {id:032x} not found"));
+    let span = found.trace.unwrap().resource_spans[0].scope_spans[0].spans[0].clone();
+    span.attributes
+        .into_iter()
+        .find(|kv| kv.key == "deep")
+        .and_then(|kv| kv.value)
+        .expect("the deep attribute")
+}
+
+/// Values nested as deep as the bound are accepted on every receiver and read back intact
+/// from memory, blocks and the WAL; deeper ones, and bodies built to exhaust the stack, are
+/// refused with the bound named, and the server stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_nested_to_the_bound_round_trip_and_deeper_ones_are_refused() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let max = tracefusion::ingest::nesting::MAX_VALUE_DEPTH;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, grpc_port) = start_with_grpc(dir.path()).await;
+    let client = reqwest::Client::new();
+    let post = |content_type: &'static str, body: Vec<u8>| {
+        client
+            .post(&server.otlp)
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+    };
+    let mut grpc = TraceServiceClient::connect(format!("http://127.0.0.1:{grpc_port}"))
+        .await
+        .unwrap();
+    let json_request = |id: u128, depth: usize| {
+        format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{id:032x}","spanId":"0707070707070707",
+            "name":"deep","attributes":[{{"key":"deep","value":{}}}]}}]}}]}}]}}"#,
+            nested_json(depth)
+        )
+    };
+
+    // At the bound: one trace through each receiver.
+    let (by_protobuf, by_json, by_grpc) = (0xd1u128, 0xd2u128, 0xd3u128);
+    let response = post(
+        "application/x-protobuf",
+        deep_span_request(by_protobuf, nested_value(max)).encode_to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let response = post("application/json", json_request(by_json, max).into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    grpc.export(deep_span_request(by_grpc, nested_value(max)))
+        .await
+        .unwrap();
+
+    // One level past it, and far past it.
+    let refusals = [
+        (
+            "protobuf past the bound",
+            post(
+                "application/x-protobuf",
+                deep_span_request(0xe1, nested_value(max + 1)).encode_to_vec(),
+            )
+            .await
+            .unwrap(),
+        ),
+        (
+            "JSON past the bound",
+            post("application/json", json_request(0xe2, max + 1).into_bytes())
+                .await
+                .unwrap(),
+        ),
+        (
+            "protobuf 200,000 levels deep",
+            post("application/x-protobuf", deep_protobuf(200_000))
+                .await
+                .unwrap(),
+        ),
+        (
+            "JSON a million levels deep",
+            post("application/json", "[".repeat(1_000_000).into_bytes())
+                .await
+                .unwrap(),
+        ),
+    ];
+    for (what, response) in refusals {
+        assert_eq!(response.status(), 400, "{what}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("deeper than"), "{what}: {body}");
+    }
+    let status = grpc
+        .export(deep_span_request(0xe3, nested_value(max + 1)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("deeper than"), "{status:?}");
+
+    // Bodies no client would send, straight to the decoders: deep nesting, and a megabyte
+    // of nested group fields (proto2, which prost skips by recursion).
+    let raw = |port: u16, path: &'static str, body: Vec<u8>| async move {
+        let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.unwrap();
+        grpc.unary(
+            tonic::Request::new(body),
+            http::uri::PathAndQuery::from_static(path),
+            RawBytes,
+        )
+        .await
+        .map(|_| ())
+        .unwrap_err()
+    };
+    let export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    let http_port: u16 = server.http.rsplit(':').next().unwrap().parse().unwrap();
+    for (what, status) in [
+        (
+            "deep over gRPC",
+            raw(grpc_port, export, deep_protobuf(200_000)).await,
+        ),
+        (
+            "groups over gRPC",
+            raw(grpc_port, export, vec![0x0b; 1 << 20]).await,
+        ),
+        (
+            "groups in a streaming search",
+            raw(
+                http_port,
+                "/tempopb.StreamingQuerier/Search",
+                vec![0x0b; 1 << 20],
+            )
+            .await,
+        ),
+    ] {
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{what}: {status:?}"
+        );
+    }
+    assert!(server.child.has_exited().is_none());
+
+    // Read back live, then from the block.
+    for id in [by_protobuf, by_json, by_grpc] {
+        assert_eq!(
+            deep_attribute(&client, &server, id).await,
+            nested_value(max)
+        );
+    }
+    let as_json = client
+        .get(format!("{}/api/traces/{by_json:032x}", server.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_json.status(), 200);
+    wait_for_block(&server, "single-tenant").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for id in [by_protobuf, by_json, by_grpc] {
+        assert_eq!(
+            deep_attribute(&client, &server, id).await,
+            nested_value(max)
+        );
+    }
+
+    // From the WAL: acknowledged, then killed before any cut.
+    let from_wal = 0xd4u128;
+    grpc.export(deep_span_request(from_wal, nested_value(max)))
+        .await
+        .unwrap();
+    server.child.signal(libc::SIGKILL);
+    server
+        .child
+        .wait_exit(Duration::from_secs(5))
+        .expect("killed");
+    let restarted = start(dir.path(), "").await;
+    for id in [by_protobuf, from_wal] {
+        assert_eq!(
+            deep_attribute(&client, &restarted, id).await,
+            nested_value(max)
+        );
+    }
+    stop(restarted);
+}
+
+/// The scan of protobuf bytes and the walk over a decoded request refuse the same requests,
+/// with values in each place attributes live; prost decodes what they let through.
+#[test]
+fn the_nesting_scan_and_walk_agree_on_the_bound() {
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::span::Event;
+    use tracefusion::ingest::nesting::{MAX_VALUE_DEPTH, Refused, check_protobuf, check_request};
+
+    let requests = |depth: usize| {
+        let attribute = |depth: usize| KeyValue {
+            key: "deep".into(),
+            value: Some(nested_value(depth)),
+            ..Default::default()
+        };
+        let mut in_resource = deep_span_request(1, nested_value(1));
+        in_resource.resource_spans[0].resource = Some(Resource {
+            attributes: vec![attribute(depth)],
+            ..Default::default()
+        });
+        let mut in_event = deep_span_request(2, nested_value(1));
+        in_event.resource_spans[0].scope_spans[0].spans[0].events = vec![Event {
+            attributes: vec![attribute(depth)],
+            ..Default::default()
+        }];
+        [
+            in_resource,
+            deep_span_request(3, nested_value(depth)),
+            in_event,
+        ]
+    };
+    for request in requests(MAX_VALUE_DEPTH) {
+        let bytes = request.encode_to_vec();
+        assert_eq!(check_protobuf(&bytes), Ok(()));
+        assert_eq!(check_request(&request), Ok(()));
+        assert_eq!(
+            ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap(),
+            request
+        );
+    }
+    for request in requests(MAX_VALUE_DEPTH + 1) {
+        assert_eq!(
+            check_protobuf(&request.encode_to_vec()),
+            Err(Refused::TooDeep)
+        );
+        assert_eq!(check_request(&request), Err(Refused::TooDeep));
+    }
+
+    // Field 1 as a start group, a million times over: what prost would skip by recursion.
+    assert_eq!(check_protobuf(&[0x0b; 1 << 20]), Err(Refused::Groups));
+    // A truncated or garbled body passes the scan, for the decoder to report.
+    let mut bytes = deep_span_request(4, nested_value(3)).encode_to_vec();
+    bytes.truncate(bytes.len() - 3);
+    assert_eq!(check_protobuf(&bytes), Ok(()));
+    assert!(ExportTraceServiceRequest::decode(bytes.as_slice()).is_err());
+    assert_eq!(check_protobuf(&[0xff; 16]), Ok(()));
 }
