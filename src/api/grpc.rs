@@ -7,24 +7,23 @@
 //! messages of at most [`MAX_MESSAGE_BYTES`], each with the final metrics. Grafana keeps the
 //! first copy of a trace it receives, so a trace is only ever sent in its final form.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, Response};
-use datafusion::common::DataFusionError;
 use futures::future::BoxFuture;
 use prost::Message;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::search::{SearchState, search_metrics_proto, search_request, trace_proto};
+use super::search::{SearchState, search_metrics_proto, trace_proto};
 use super::tempopb::{SearchRequest, SearchResponse};
 use super::traces::tenant_of;
-use crate::exec::runner::QueryError;
+use crate::exec::error::ReadError;
+use crate::exec::request::{self, SearchQuery, TagSearch, TimeRange};
 use crate::exec::search::search_with_progress;
-use crate::exec::session::MemoryBusy;
 use crate::protowire::{self, CheckedCodec};
 
 /// The full method name Grafana calls.
@@ -110,20 +109,10 @@ fn start_search(
     request: tonic::Request<SearchRequest>,
 ) -> Result<tonic::Response<SearchStream>, Status> {
     let headers = request.metadata().clone().into_headers();
-    let tenant = tenant_of(&headers, state.multitenancy).map_err(|(status, message)| {
-        if status == axum::http::StatusCode::UNAUTHORIZED {
-            Status::unauthenticated(message)
-        } else {
-            Status::invalid_argument(message)
-        }
-    })?;
-    let (query, options) =
-        search_request(&http_params(request.get_ref())).map_err(Status::invalid_argument)?;
-    let permit = state.runner.admit(&tenant).map_err(status_of)?;
-    let ctx = state
-        .sources
-        .session(&tenant)
-        .map_err(|e| status_of(QueryError::Failed(e)))?;
+    let tenant = tenant_of(&headers, state.multitenancy)?;
+    let (query, options) = decode_search(request.get_ref())?.compile()?;
+    let permit = state.runner.admit(&tenant).map_err(ReadError::from)?;
+    let ctx = state.sources.session(&tenant).map_err(ReadError::from)?;
     let total_blocks = state.sources.reader.blocklist().blocks(&tenant).len();
     let (messages, stream) = tokio::sync::mpsc::channel(8);
     let progress = messages.clone();
@@ -163,7 +152,7 @@ fn start_search(
                 }
                 outcome
             }
-            Err(e) => messages.send(Err(status_of(e))).await,
+            Err(e) => messages.send(Err(ReadError::from(e).into())).await,
         };
         if sent.is_err() {
             tracing::debug!("streaming search: the client went away");
@@ -172,44 +161,30 @@ fn start_search(
     Ok(tonic::Response::new(ReceiverStream::new(stream)))
 }
 
-/// The request as the HTTP API's parameters, so both check and default them the same way.
-fn http_params(request: &SearchRequest) -> HashMap<String, String> {
-    let mut params = HashMap::new();
-    let mut put = |key: &str, value: String| {
-        params.insert(key.to_string(), value);
-    };
-    if !request.query.trim().is_empty() {
-        put("q", request.query.clone());
-    } else if !request.tags.is_empty() || request.min_duration_ms > 0 || request.max_duration_ms > 0
-    {
-        let mut tags: Vec<String> = request
-            .tags
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-            .collect();
+/// The request as the HTTP API decodes its parameters: zero means "not given" in proto3.
+fn decode_search(message: &SearchRequest) -> Result<request::SearchRequest, ReadError> {
+    let given = |n: u32| (n > 0).then_some(n);
+    let query = if message.query.trim().is_empty() {
+        let mut tags: Vec<(String, String)> = message.tags.clone().into_iter().collect();
         tags.sort();
-        put("tags", tags.join(" "));
-        if request.min_duration_ms > 0 {
-            put("minDuration", format!("{}ms", request.min_duration_ms));
-        }
-        if request.max_duration_ms > 0 {
-            put("maxDuration", format!("{}ms", request.max_duration_ms));
-        }
+        let millis = |ms: u32| given(ms).map(|ms| Duration::from_millis(ms.into()));
+        SearchQuery::Tags(TagSearch {
+            tags,
+            min_duration: millis(message.min_duration_ms),
+            max_duration: millis(message.max_duration_ms),
+        })
     } else {
-        put("q", "{}".to_string());
-    }
-    // Zero means "not given" in proto3: the defaults apply.
-    for (key, value) in [
-        ("limit", request.limit),
-        ("spss", request.spans_per_span_set),
-        ("start", request.start),
-        ("end", request.end),
-    ] {
-        if value > 0 {
-            put(key, value.to_string());
-        }
-    }
-    params
+        SearchQuery::TraceQl(message.query.clone())
+    };
+    Ok(request::SearchRequest {
+        query,
+        limit: given(message.limit).map(|n| n as usize),
+        spss: given(message.spans_per_span_set).map(|n| n as usize),
+        range: TimeRange::new(
+            given(message.start).map(i64::from),
+            given(message.end).map(i64::from),
+        )?,
+    })
 }
 
 /// Traces in groups that each encode to at most [`MAX_MESSAGE_BYTES`] (a larger trace alone);
@@ -230,23 +205,4 @@ fn chunks(
         groups.last_mut().expect("one group").push(trace);
     }
     groups
-}
-
-/// The gRPC status of a query the runner refused, stopped or could not finish.
-fn status_of(e: QueryError) -> Status {
-    match e {
-        QueryError::Busy { .. } => Status::resource_exhausted(e.to_string()),
-        QueryError::Timeout(_) => Status::deadline_exceeded(e.to_string()),
-        QueryError::Failed(e) => match e.find_root() {
-            DataFusionError::Plan(m) | DataFusionError::NotImplemented(m) => {
-                Status::invalid_argument(format!("invalid TraceQL query: {m}"))
-            }
-            DataFusionError::ResourcesExhausted(m) => Status::invalid_argument(m.clone()),
-            DataFusionError::External(busy) if busy.downcast_ref::<MemoryBusy>().is_some() => {
-                Status::unavailable(busy.to_string())
-            }
-            _ => Status::internal(format!("search failed: {e}")),
-        },
-        QueryError::Panicked(_) => Status::internal(e.to_string()),
-    }
 }

@@ -7,21 +7,18 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use datafusion::common::DataFusionError;
 use serde_json::{Map, Value as Json, json};
 
 use super::traces::{tenant_of, time_range};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 
 use super::tempopb;
-use crate::exec::runner::{QueryError, QueryRunner};
-use crate::exec::search::{
-    AttrValue, DEFAULT_LIMIT, DEFAULT_SPSS, MAX_SPSS, SearchOptions, SearchResult, SearchStats,
-    TraceMatch,
-};
-use crate::exec::session::MemoryBusy;
+use crate::exec::error::ReadError;
+use crate::exec::request::{SearchQuery, SearchRequest, TagSearch, TimeRange};
+use crate::exec::runner::QueryRunner;
+use crate::exec::search::{AttrValue, SearchResult, SearchStats, TraceMatch};
 use crate::exec::sources::QuerySources;
 use crate::exec::values;
 use crate::storage::catalog::{TagScope, TagValue};
@@ -29,10 +26,6 @@ use crate::traceql::ast::{
     AttributeScope, BinaryOp, CmpOp, FieldExpr, FieldRef, Intrinsic, RootExpr, Stage, Static,
 };
 use crate::traceql::autocomplete_filter;
-
-/// Tempo's `max_result_limit` and search range limit.
-const MAX_LIMIT: usize = 262_144;
-const MAX_RANGE_SECONDS: i64 = 168 * 3600;
 
 /// Root service name of a trace whose root span has not arrived, as Tempo writes it.
 const NO_ROOT: &str = "<root span not yet received>";
@@ -74,10 +67,6 @@ pub struct SearchState {
     pub runner: Arc<QueryRunner>,
 }
 
-fn bad_request(message: impl Into<String>) -> Response {
-    (StatusCode::BAD_REQUEST, message.into()).into_response()
-}
-
 fn json_response(body: Json) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -86,77 +75,24 @@ fn json_response(body: Json) -> Response {
         .into_response()
 }
 
-/// Seconds a client is asked to wait before retrying a query refused for load.
-const RETRY_AFTER_SECONDS: &str = "1";
-
-fn retry_later(status: StatusCode, message: String) -> Response {
-    (
-        status,
-        [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)],
-        message,
-    )
-        .into_response()
+/// `start`/`end` as a searchable range in Unix nanoseconds.
+fn search_range(params: &HashMap<String, String>) -> Result<Option<(i64, i64)>, ReadError> {
+    time_range(params)?
+        .map(|range| range.searchable().map(TimeRange::nanos))
+        .transpose()
 }
 
-/// Planning errors and a query's own memory need are the query's fault; memory held by other
-/// queries is load; anything else is ours.
-fn query_failed(e: DataFusionError) -> Response {
-    match e.find_root() {
-        DataFusionError::Plan(m) | DataFusionError::NotImplemented(m) => {
-            bad_request(format!("invalid TraceQL query: {m}"))
-        }
-        DataFusionError::ResourcesExhausted(m) => bad_request(m.clone()),
-        DataFusionError::External(busy) if busy.downcast_ref::<MemoryBusy>().is_some() => {
-            retry_later(StatusCode::SERVICE_UNAVAILABLE, busy.to_string())
-        }
-        _ => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("search failed: {e}"),
-        )
-            .into_response(),
-    }
-}
-
-/// The answer to a query the runner refused, stopped or could not finish.
-pub(crate) fn run_failed(e: QueryError) -> Response {
-    match e {
-        QueryError::Busy { .. } => retry_later(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
-        QueryError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, e.to_string()).into_response(),
-        QueryError::Failed(e) => query_failed(e),
-        QueryError::Panicked(_) => {
-            tracing::error!(error = %e, "query panicked");
-            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
-        }
-    }
-}
-
-/// `start`/`end` (Unix seconds) as an inclusive nanosecond range, within Tempo's limit.
-fn search_range(params: &HashMap<String, String>) -> Result<Option<(i64, i64)>, String> {
-    let Some((start, end)) = time_range(params)? else {
-        return Ok(None);
-    };
-    let (s, e) = (start.timestamp(), end.timestamp());
-    if e - s > MAX_RANGE_SECONDS {
-        return Err(format!(
-            "range specified by start and end exceeds 168h0m0s. received start={s} end={e}"
-        ));
-    }
-    let nanos = |d: chrono::DateTime<chrono::Utc>| d.timestamp_nanos_opt().unwrap_or(i64::MAX);
-    Ok(Some((nanos(start), nanos(end))))
-}
-
-fn positive(params: &HashMap<String, String>, name: &str) -> Result<Option<usize>, String> {
+fn positive(params: &HashMap<String, String>, name: &str) -> Result<Option<usize>, ReadError> {
     match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) => v
-            .parse::<u32>()
-            .map(|n| Some(n as usize))
-            .map_err(|_| format!("invalid {name} {v:?}: expected a positive integer")),
+        Some(v) => v.parse::<u32>().map(|n| Some(n as usize)).map_err(|_| {
+            ReadError::Invalid(format!("invalid {name} {v:?}: expected a positive integer"))
+        }),
     }
 }
 
-/// The legacy search form: `tags=k=v k2="v 2"`, `minDuration`, `maxDuration`, as TraceQL.
-fn legacy_query(params: &HashMap<String, String>) -> Result<String, String> {
+/// The legacy search form: `tags=k=v k2="v 2"`, `minDuration`, `maxDuration`.
+fn tag_search(params: &HashMap<String, String>) -> Result<TagSearch, String> {
     const KNOWN: [&str; 8] = [
         "q",
         "tags",
@@ -167,7 +103,6 @@ fn legacy_query(params: &HashMap<String, String>) -> Result<String, String> {
         "minDuration",
         "maxDuration",
     ];
-    let mut conditions = Vec::new();
     let mut tags: Vec<(String, String)> = match params.get("tags") {
         Some(text) => parse_logfmt(text)?,
         None => Vec::new(),
@@ -182,32 +117,17 @@ fn legacy_query(params: &HashMap<String, String>) -> Result<String, String> {
         );
         tags.sort();
     }
-    let quote = |v: &str| format!("{v:?}");
-    for (key, value) in tags {
-        conditions.push(match key.as_str() {
-            "name" => format!("name = {}", quote(&value)),
-            "status.code" => format!("status = {value}"),
-            "service.name" => format!("resource.service.name = {}", quote(&value)),
-            "root.service.name" => format!("rootServiceName = {}", quote(&value)),
-            "root.name" => format!("rootName = {}", quote(&value)),
-            _ => match value.parse::<i64>() {
-                Ok(n) => format!(".{key} = {n}"),
-                Err(_) => format!(
-                    ".\"{}\" = {}",
-                    key.replace('\\', "\\\\").replace('"', "\\\""),
-                    quote(&value)
-                ),
-            },
-        });
-    }
-    for (param, op) in [("minDuration", ">="), ("maxDuration", "<=")] {
-        if let Some(v) = params.get(param).filter(|v| !v.is_empty()) {
-            let d =
-                humantime::parse_duration(v).map_err(|e| format!("invalid {param} {v:?}: {e}"))?;
-            conditions.push(format!("traceDuration {op} {}ns", d.as_nanos()));
-        }
-    }
-    Ok(format!("{{ {} }}", conditions.join(" && ")))
+    let duration = |param: &str| match params.get(param).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => humantime::parse_duration(v)
+            .map(Some)
+            .map_err(|e| format!("invalid {param} {v:?}: {e}")),
+    };
+    Ok(TagSearch {
+        tags,
+        min_duration: duration("minDuration")?,
+        max_duration: duration("maxDuration")?,
+    })
 }
 
 /// `k=v k2="v 2"`; a key given twice is an error, as in Tempo.
@@ -246,29 +166,14 @@ pub async fn search(
     State(state): State<SearchState>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
-    let tenant = match tenant_of(&headers, state.multitenancy) {
-        Ok(t) => t,
-        Err(r) => return r.into_response(),
-    };
-    let (query, options) = match search_request(&params) {
-        Ok(request) => request,
-        Err(e) => return bad_request(e),
-    };
-    let permit = match state.runner.admit(&tenant) {
-        Ok(permit) => permit,
-        Err(e) => return run_failed(e),
-    };
-    let ctx = match state.sources.session(&tenant) {
-        Ok(ctx) => ctx,
-        Err(e) => return query_failed(e),
-    };
+) -> Result<Response, ReadError> {
+    let tenant = tenant_of(&headers, state.multitenancy)?;
+    let (query, options) = decode_search(&params)?.compile()?;
+    let permit = state.runner.admit(&tenant)?;
+    let ctx = state.sources.session(&tenant)?;
     let total_blocks = state.sources.reader.blocklist().blocks(&tenant).len();
     let work = async move { crate::exec::search::search(&ctx, &query, &options).await };
-    let result = match state.runner.run(permit, work).await {
-        Ok(result) => result,
-        Err(e) => return run_failed(e),
-    };
+    let result = state.runner.run(permit, work).await?;
     let protobuf = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -283,31 +188,33 @@ pub async fn search(
                 total_blocks,
             )),
         };
-        return (
+        return Ok((
             [(header::CONTENT_TYPE, "application/protobuf")],
             body.encode_to_vec(),
         )
-            .into_response();
+            .into_response());
     }
-    json_response(search_response(&result, total_blocks))
+    Ok(json_response(search_response(&result, total_blocks)))
 }
 
-/// The query and options of a search request (`q` or the legacy tag form, `limit`, `spss`,
-/// `start`, `end`), or what is wrong with it.
-pub(crate) fn search_request(
-    params: &HashMap<String, String>,
-) -> Result<(crate::traceql::ast::Query, SearchOptions), String> {
-    let options = search_options(params)?;
-    let text = match params.get("q").filter(|q| !q.trim().is_empty()) {
+/// A search request from HTTP parameters: `q` or the legacy tag form, `limit`, `spss`,
+/// `start`, `end`.
+fn decode_search(params: &HashMap<String, String>) -> Result<SearchRequest, ReadError> {
+    let query = match params.get("q").filter(|q| !q.trim().is_empty()) {
         Some(_) if params.contains_key("tags") => {
-            return Err("invalid search request: give either q or tags, not both".into());
+            return Err(ReadError::invalid(
+                "invalid search request: give either q or tags, not both",
+            ));
         }
-        Some(q) => q.clone(),
-        None => legacy_query(params)?,
+        Some(q) => SearchQuery::TraceQl(q.clone()),
+        None => SearchQuery::Tags(tag_search(params).map_err(ReadError::Invalid)?),
     };
-    let query =
-        crate::traceql::compile(&text).map_err(|e| format!("invalid TraceQL query: {e}"))?;
-    Ok((query, options))
+    Ok(SearchRequest {
+        query,
+        limit: positive(params, "limit")?,
+        spss: positive(params, "spss")?,
+        range: time_range(params)?,
+    })
 }
 
 /// `tempopb.SearchMetrics` of a search (so far) that found `traces` traces.
@@ -395,29 +302,6 @@ fn tempo_trace_id(id: &crate::storage::TraceId) -> String {
         "" => "0".to_string(),
         trimmed => trimmed.to_string(),
     }
-}
-
-fn search_options(params: &HashMap<String, String>) -> Result<SearchOptions, String> {
-    let limit = match positive(params, "limit")? {
-        None => DEFAULT_LIMIT,
-        Some(0) => return Err("invalid limit 0: must be at least 1".into()),
-        Some(n) if n > MAX_LIMIT => return Err(format!("limit {n} exceeds max limit {MAX_LIMIT}")),
-        Some(n) => n,
-    };
-    let spss = match positive(params, "spss")? {
-        None | Some(0) => DEFAULT_SPSS,
-        Some(n) if n > MAX_SPSS => {
-            return Err(format!("spans per spanset {n} exceeds max {MAX_SPSS}"));
-        }
-        Some(n) => n,
-    };
-    let range = search_range(params)?;
-    Ok(SearchOptions {
-        limit,
-        spss,
-        start: range.map(|r| r.0),
-        end: range.map(|r| r.1),
-    })
 }
 
 /// An OTLP `AnyValue` as Tempo's JSON writes it (int64 as a string).
@@ -589,14 +473,10 @@ async fn catalog(
     state: &SearchState,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
-) -> Result<crate::exec::sources::MergedCatalog, Response> {
-    let tenant = tenant_of(headers, state.multitenancy).map_err(IntoResponse::into_response)?;
-    let range = search_range(params).map_err(bad_request)?;
-    state
-        .sources
-        .tag_catalog(&tenant, range)
-        .await
-        .map_err(query_failed)
+) -> Result<crate::exec::sources::MergedCatalog, ReadError> {
+    let tenant = tenant_of(headers, state.multitenancy)?;
+    let range = search_range(params)?;
+    Ok(state.sources.tag_catalog(&tenant, range).await?)
 }
 
 /// The `scope` parameter checked, and the catalog to list tags from.
@@ -605,8 +485,8 @@ async fn scoped_catalog(
     headers: &HeaderMap,
     params: &HashMap<String, String>,
     scope_param: &str,
-) -> Result<(Option<TagScope>, crate::exec::sources::MergedCatalog), Response> {
-    let only = tag_scope(scope_param).map_err(bad_request)?;
+) -> Result<(Option<TagScope>, crate::exec::sources::MergedCatalog), ReadError> {
+    let only = tag_scope(scope_param).map_err(ReadError::Invalid)?;
     Ok((only, catalog(state, headers, params).await?))
 }
 
@@ -615,12 +495,9 @@ pub async fn tags_v1(
     State(state): State<SearchState>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, ReadError> {
     let scope_param = params.get("scope").map(String::as_str).unwrap_or("");
-    let (only, merged) = match scoped_catalog(&state, &headers, &params, scope_param).await {
-        Ok(found) => found,
-        Err(r) => return r,
-    };
+    let (only, merged) = scoped_catalog(&state, &headers, &params, scope_param).await?;
     let mut names = BTreeSet::new();
     if scope_param == "intrinsic" {
         names.extend(INTRINSIC_TAGS.iter().map(|s| s.to_string()));
@@ -631,10 +508,10 @@ pub async fn tags_v1(
             }
         }
     }
-    json_response(json!({
+    Ok(json_response(json!({
         "tagNames": names,
         "metrics": metadata_metrics(merged.blocks, merged.block_bytes),
-    }))
+    })))
 }
 
 /// `GET /api/v2/search/tags`: attribute names per scope, and the intrinsics; with a `q`
@@ -643,16 +520,10 @@ pub async fn tags_v2(
     State(state): State<SearchState>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, ReadError> {
     let scope_param = params.get("scope").map(String::as_str).unwrap_or("");
-    let only = match tag_scope(scope_param) {
-        Ok(only) => only,
-        Err(e) => return bad_request(e),
-    };
-    let (mut names, metrics) = match scoped_names(&state, &headers, &params).await {
-        Ok(found) => found,
-        Err(r) => return r,
-    };
+    let only = tag_scope(scope_param).map_err(ReadError::Invalid)?;
+    let (mut names, metrics) = scoped_names(&state, &headers, &params).await?;
     let mut scopes = Vec::new();
     if scope_param != "intrinsic" {
         for scope in TagScope::ALL {
@@ -667,7 +538,7 @@ pub async fn tags_v2(
     if only.is_none() {
         scopes.push(json!({"name": "intrinsic", "tags": INTRINSIC_TAGS}));
     }
-    json_response(json!({"scopes": scopes, "metrics": metrics}))
+    Ok(json_response(json!({"scopes": scopes, "metrics": metrics})))
 }
 
 /// Attribute names by scope name with the response metrics: those on the spans the `q`
@@ -676,20 +547,23 @@ async fn scoped_names(
     state: &SearchState,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
-) -> Result<(HashMap<&'static str, BTreeSet<String>>, Json), Response> {
+) -> Result<(HashMap<&'static str, BTreeSet<String>>, Json), ReadError> {
     if let Some(filter) = params.get("q").and_then(|q| autocomplete_filter(q)) {
         let (tenant, ctx, start, end) = span_data(state, headers, params).await?;
         let work = async move { values::tag_names(&ctx, Some(&filter), start, end).await };
-        match state.runner.admit_and_run(&tenant, work).await {
+        match state
+            .runner
+            .admit_and_run(&tenant, work)
+            .await
+            .map_err(ReadError::from)
+        {
             Ok(found) => {
                 let metrics = inspected_metrics(found.inspected_bytes);
                 return Ok((found.scopes.into_iter().collect(), metrics));
             }
             // A filter that cannot be planned leaves the names unfiltered, as Tempo's does.
-            Err(QueryError::Failed(
-                DataFusionError::Plan(_) | DataFusionError::NotImplemented(_),
-            )) => {}
-            Err(other) => return Err(run_failed(other)),
+            Err(ReadError::Invalid(_)) => {}
+            Err(other) => return Err(other),
         }
     }
     let merged = catalog(state, headers, params).await?;
@@ -780,7 +654,7 @@ fn parse_identifier(text: &str) -> Result<FieldRef, String> {
     }
 }
 
-fn limited<T>(mut values: Vec<T>, params: &HashMap<String, String>) -> Result<Vec<T>, String> {
+fn limited<T>(mut values: Vec<T>, params: &HashMap<String, String>) -> Result<Vec<T>, ReadError> {
     if let Some(limit) = positive(params, "limit")?.filter(|&n| n > 0) {
         values.truncate(limit);
     }
@@ -793,30 +667,23 @@ pub async fn tag_values_v1(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, ReadError> {
     let field = match name.as_str() {
         "name" | "status" | "kind" => parse_identifier(&name),
         _ => parse_identifier(&format!(".{}", quote_attribute(&name))),
-    };
-    let field = match field {
-        Ok(f) => f,
-        Err(e) => return bad_request(e),
-    };
-    let (typed, metrics) = match typed_values(&state, &headers, &params, &field).await {
-        Ok(found) => found,
-        Err(r) => return r,
-    };
+    }
+    .map_err(ReadError::Invalid)?;
+    let (typed, metrics) = typed_values(&state, &headers, &params, &field).await?;
     let mut values: Vec<String> = Vec::new();
     for (_, v) in typed {
         if !values.contains(&v) {
             values.push(v);
         }
     }
-    let values = match limited(values, &params) {
-        Ok(v) => v,
-        Err(e) => return bad_request(e),
-    };
-    json_response(json!({"tagValues": values, "metrics": metrics}))
+    let values = limited(values, &params)?;
+    Ok(json_response(
+        json!({"tagValues": values, "metrics": metrics}),
+    ))
 }
 
 /// An attribute name as a quoted TraceQL segment, so any name parses.
@@ -830,24 +697,17 @@ pub async fn tag_values_v2(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
-    let field = match parse_identifier(&name) {
-        Ok(f) => f,
-        Err(e) => return bad_request(e),
-    };
-    let (typed, metrics) = match typed_values(&state, &headers, &params, &field).await {
-        Ok(found) => found,
-        Err(r) => return r,
-    };
+) -> Result<Response, ReadError> {
+    let field = parse_identifier(&name).map_err(ReadError::Invalid)?;
+    let (typed, metrics) = typed_values(&state, &headers, &params, &field).await?;
     let values: Vec<Json> = typed
         .into_iter()
         .map(|(t, v)| json!({"type": t, "value": v}))
         .collect();
-    let values = match limited(values, &params) {
-        Ok(v) => v,
-        Err(e) => return bad_request(e),
-    };
-    json_response(json!({"tagValues": values, "metrics": metrics}))
+    let values = limited(values, &params)?;
+    Ok(json_response(
+        json!({"tagValues": values, "metrics": metrics}),
+    ))
 }
 
 /// The typed values of `field` with the response metrics: narrowed by the `q` filter when it
@@ -857,7 +717,7 @@ async fn typed_values(
     headers: &HeaderMap,
     params: &HashMap<String, String>,
     field: &FieldRef,
-) -> Result<(Vec<(&'static str, String)>, Json), Response> {
+) -> Result<(Vec<(&'static str, String)>, Json), ReadError> {
     let filter = params.get("q").and_then(|q| autocomplete_filter(q));
     if let Some(filter) = filter
         && let Some(narrowed) = narrowed_values(state, headers, params, &filter, field).await?
@@ -880,7 +740,7 @@ async fn narrowed_values(
     params: &HashMap<String, String>,
     filter: &FieldExpr,
     field: &FieldRef,
-) -> Result<Option<(Vec<(&'static str, String)>, Json)>, Response> {
+) -> Result<Option<(Vec<(&'static str, String)>, Json)>, ReadError> {
     if let FieldRef::Intrinsic(
         Intrinsic::Status | Intrinsic::Kind | Intrinsic::Duration | Intrinsic::TraceDuration,
     ) = field
@@ -894,15 +754,19 @@ async fn narrowed_values(
     let (tenant, ctx, start, end) = span_data(state, headers, params).await?;
     let (filter, field) = (filter.clone(), field.clone());
     let work = async move { values::field_values(&ctx, Some(&filter), &field, start, end).await };
-    match state.runner.admit_and_run(&tenant, work).await {
+    match state
+        .runner
+        .admit_and_run(&tenant, work)
+        .await
+        .map_err(ReadError::from)
+    {
         Ok(found) => {
             let typed = found.values.iter().map(typed_attr_value).collect();
             Ok(Some((typed, inspected_metrics(found.inspected_bytes))))
         }
-        Err(QueryError::Failed(DataFusionError::Plan(_) | DataFusionError::NotImplemented(_))) => {
-            Ok(None)
-        }
-        Err(other) => Err(run_failed(other)),
+        // A filter that cannot be planned leaves the values unnarrowed.
+        Err(ReadError::Invalid(_)) => Ok(None),
+        Err(other) => Err(other),
     }
 }
 
@@ -918,11 +782,11 @@ async fn span_data(
         Option<i64>,
         Option<i64>,
     ),
-    Response,
+    ReadError,
 > {
-    let tenant = tenant_of(headers, state.multitenancy).map_err(IntoResponse::into_response)?;
-    let range = search_range(params).map_err(bad_request)?;
-    let ctx = state.sources.session(&tenant).map_err(query_failed)?;
+    let tenant = tenant_of(headers, state.multitenancy)?;
+    let range = search_range(params)?;
+    let ctx = state.sources.session(&tenant)?;
     Ok((tenant, ctx, range.map(|r| r.0), range.map(|r| r.1)))
 }
 

@@ -13,6 +13,8 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 
 use super::otlp_json;
+use crate::exec::error::ReadError;
+use crate::exec::request;
 use crate::ingest::ingester::Ingester;
 use crate::storage::combine::combine;
 use crate::storage::{TraceId, TraceReader};
@@ -53,10 +55,6 @@ pub struct TraceByIdResponse {
     pub message: String,
 }
 
-fn bad_request(message: String) -> Response {
-    (StatusCode::BAD_REQUEST, message).into_response()
-}
-
 fn wants_protobuf(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -68,43 +66,42 @@ fn wants_protobuf(headers: &HeaderMap) -> bool {
 type TimeRange = (DateTime<Utc>, DateTime<Utc>);
 
 /// `start`/`end` in Unix seconds, both or neither.
-pub(crate) fn time_range(params: &HashMap<String, String>) -> Result<Option<TimeRange>, String> {
-    let parse = |name: &str| -> Result<Option<DateTime<Utc>>, String> {
+pub(crate) fn time_range(
+    params: &HashMap<String, String>,
+) -> Result<Option<request::TimeRange>, ReadError> {
+    let seconds = |name: &str| -> Result<Option<i64>, ReadError> {
         match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
             None => Ok(None),
             Some(v) => v
                 .parse::<i64>()
                 .ok()
-                .and_then(|s| Utc.timestamp_opt(s, 0).single())
+                .filter(|&s| Utc.timestamp_opt(s, 0).single().is_some())
                 .map(Some)
-                .ok_or_else(|| format!("invalid {name} {v:?}: expected Unix seconds")),
+                .ok_or_else(|| {
+                    ReadError::Invalid(format!("invalid {name} {v:?}: expected Unix seconds"))
+                }),
         }
     };
-    match (parse("start")?, parse("end")?) {
-        (Some(start), Some(end)) if end <= start => Err(format!(
-            "invalid time range: end ({end}) must be after start ({start})"
-        )),
-        (Some(start), Some(end)) => Ok(Some((start, end))),
-        (None, None) => Ok(None),
-        _ => Err("give both start and end, or neither".into()),
-    }
+    request::TimeRange::new(seconds("start")?, seconds("end")?)
+}
+
+/// A range of Unix seconds as times.
+fn times(range: request::TimeRange) -> TimeRange {
+    let time = |s: i64| Utc.timestamp_opt(s, 0).single().unwrap_or_default();
+    (time(range.start), time(range.end))
 }
 
 /// The request's tenant: `X-Scope-OrgID` with multitenancy (401 without it, 400 for an id
 /// writes would refuse), else the single tenant.
-pub(crate) fn tenant_of(
-    headers: &HeaderMap,
-    multitenancy: bool,
-) -> Result<String, (StatusCode, String)> {
+pub(crate) fn tenant_of(headers: &HeaderMap, multitenancy: bool) -> Result<String, ReadError> {
     use crate::ingest::distributor::{DistributorError, tenant_id};
     let org_id = headers.get("x-scope-orgid").map(|v| v.as_bytes());
     tenant_id(org_id, multitenancy).map_err(|e| match e {
-        DistributorError::MissingTenant => (
-            StatusCode::UNAUTHORIZED,
+        DistributorError::MissingTenant => ReadError::Unauthenticated(
             "no org id: multitenancy is enabled, send the tenant in the X-Scope-OrgID header"
                 .to_string(),
         ),
-        other => (StatusCode::BAD_REQUEST, other.to_string()),
+        other => ReadError::Invalid(other.to_string()),
     })
 }
 
@@ -113,12 +110,12 @@ async fn find(
     headers: &HeaderMap,
     id: &str,
     params: &HashMap<String, String>,
-) -> Result<(Vec<ResourceSpans>, u64), Response> {
+) -> Result<(Vec<ResourceSpans>, u64), ReadError> {
     let id: TraceId = id
         .parse()
-        .map_err(|e| bad_request(format!("invalid trace id: {e}")))?;
-    let range = time_range(params).map_err(bad_request)?;
-    let tenant = tenant_of(headers, sources.multitenancy).map_err(IntoResponse::into_response)?;
+        .map_err(|e| ReadError::Invalid(format!("invalid trace id: {e}")))?;
+    let range = time_range(params)?.map(times);
+    let tenant = tenant_of(headers, sources.multitenancy)?;
     // Memory before blocks: the ingester lists a block before dropping its traces from
     // memory, so in this order a trace being flushed is always seen in one or the other.
     let mut parts = sources
@@ -130,13 +127,7 @@ async fn find(
         .blocks
         .find_trace(&tenant, id, range)
         .await
-        .map_err(|e| {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("reading blocks failed: {e}"),
-            )
-                .into_response()
-        })?;
+        .map_err(|e| ReadError::Internal(format!("reading blocks failed: {e}")))?;
     let inspected = found.inspected_bytes;
     parts.push(found.resource_spans);
     let mut trace = combine(parts);
@@ -166,7 +157,7 @@ pub async fn trace_v1(
 ) -> Response {
     let (trace, _) = match find(&sources, &headers, &id, &params).await {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     if trace.is_empty() {
         return StatusCode::NOT_FOUND.into_response();
@@ -194,7 +185,7 @@ pub async fn trace_v2(
 ) -> Response {
     let (trace, inspected) = match find(&sources, &headers, &id, &params).await {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     if trace.is_empty() {
         return StatusCode::NOT_FOUND.into_response();

@@ -1,6 +1,8 @@
 //! Execution: the `SessionContext`, table providers over blocks and live data, search in
 //! newest-first passes with spanset and trace assembly, and tag values over span data.
 
+pub mod error;
+pub mod request;
 pub mod runner;
 pub mod search;
 pub mod session;

@@ -22,7 +22,7 @@ use datafusion::arrow::datatypes::{DataType, Int32Type, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{Result, internal_err, plan_err};
+use datafusion::common::{Result, internal_err};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
@@ -63,7 +63,7 @@ impl ExtensionPlanner for StructuralJoinPlanner {
             return Ok(None);
         };
         let [l, r] = physical_inputs else {
-            return plan_err!("a structural join has two inputs");
+            return internal_err!("a structural join has two inputs");
         };
         Ok(Some(Arc::new(StructuralJoinExec::try_new(
             join.keep(),
@@ -103,7 +103,7 @@ impl StructuralJoinExec {
         ] {
             let (a, b) = (l_schema.field(a), r_schema.field(b));
             if a.data_type() != b.data_type() {
-                return plan_err!(
+                return internal_err!(
                     "structural join sides differ in the type of {}: {} and {}",
                     a.name(),
                     a.data_type(),

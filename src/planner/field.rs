@@ -8,7 +8,7 @@
 //! false, never null.
 
 use datafusion::arrow::datatypes::{DataType, Schema};
-use datafusion::common::{Column, Result, plan_err};
+use datafusion::common::{Column, Result};
 use datafusion::functions::core::expr_fn::{coalesce, get_field, nullif};
 use datafusion::functions::encoding::expr_fn::encode;
 use datafusion::functions::math::expr_fn::power;
@@ -162,7 +162,7 @@ impl<'a> FieldLowering<'a> {
             BinaryOp::Cmp(cmp) => bool_value(compare(cmp, &l, &r)),
             BinaryOp::Regex | BinaryOp::NotRegex => {
                 let FieldExpr::Static(Static::String(pattern)) = rhs else {
-                    return plan_err!("the right side of a regex match must be a string");
+                    return reject!("the right side of a regex match must be a string");
                 };
                 let anchored = lit(format!("^(?s:{pattern})$"));
                 let matched = match &l.str {
@@ -294,13 +294,13 @@ impl<'a> FieldLowering<'a> {
                     ..Value::default()
                 }
             }
-            Intrinsic::Parent => return plan_err!("parent is not supported"),
+            Intrinsic::Parent => return reject!("parent is not supported"),
         })
     }
 
     fn attribute(&self, a: &Attribute) -> Result<Value> {
         if a.parent {
-            return plan_err!("parent attributes are not supported");
+            return reject!("parent attributes are not supported");
         }
         match a.scope {
             AttributeScope::Span => Ok(self.scoped("span", &a.name)),
@@ -357,7 +357,7 @@ impl<'a> FieldLowering<'a> {
         };
         match element {
             Some(e) => Ok(e.clone()),
-            None => plan_err!(
+            None => reject!(
                 "{field} can only be used in a span filter `{{ … }}`: a span has many {}",
                 if which == Element::Event {
                     "events"

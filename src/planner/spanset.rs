@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::common::{Column, JoinType, Result, UnnestOptions, not_impl_err, plan_err};
+use datafusion::common::{Column, JoinType, Result, UnnestOptions, internal_err};
 use datafusion::functions::string::expr_fn::concat;
 use datafusion::functions_aggregate::average::avg_udaf;
 use datafusion::functions_aggregate::bool_and_or::bool_or_udaf;
@@ -152,10 +152,10 @@ impl Planner {
             // A search with a metrics query runs its spanset pipeline, as Tempo's does.
             RootExpr::Metrics(m) => match &m.expr {
                 MetricsExpr::Pipeline { pipeline, .. } => self.pipeline(pipeline, self.base()?)?,
-                _ => return plan_err!("math expressions are not supported in search"),
+                _ => return reject!("math expressions are not supported in search"),
             },
             RootExpr::ScalarPipelineFilter(_) => {
-                return not_impl_err!("comparing the results of two pipelines");
+                return reject!("comparing the results of two pipelines");
             }
         };
         let mut refs = Vec::new();
@@ -539,7 +539,7 @@ impl Planner {
                 on.push(k(left).eq(o(parent)));
                 on.push(k(left).gt(lit(0)));
             }
-            _ => return plan_err!("{rel:?} is not a parent-child relation"),
+            _ => return internal_err!("{rel:?} is not a parent-child relation"),
         }
         let other = LogicalPlanBuilder::from(other).alias("l")?.build()?;
         LogicalPlanBuilder::from(kept)
@@ -559,7 +559,7 @@ impl Planner {
         let (agg, op, value) = match (&f.lhs, &f.rhs) {
             (ScalarExpr::Aggregate(a), ScalarExpr::Static(s)) => (a, f.op, s),
             (ScalarExpr::Static(s), ScalarExpr::Aggregate(a)) => (a, mirror(f.op), s),
-            _ => return not_impl_err!("scalar filters other than `aggregate op number`"),
+            _ => return reject!("scalar filters other than `aggregate op number`"),
         };
         let name = self.fresh("agg");
         let (udaf, arg, duration) = match (agg.func, &agg.arg) {
@@ -567,7 +567,7 @@ impl Planner {
             (func, Some(arg)) => {
                 let v = self.fields().lower(arg)?;
                 let Some(number) = v.as_float() else {
-                    return plan_err!("{}() needs a number", func.name());
+                    return reject!("{}() needs a number", func.name());
                 };
                 let udaf = match func {
                     AggregateFn::Avg => avg_udaf(),
@@ -578,7 +578,7 @@ impl Planner {
                 };
                 (udaf, number, v.duration)
             }
-            (func, None) => return plan_err!("{}() needs an argument", func.name()),
+            (func, None) => return reject!("{}() needs an argument", func.name()),
         };
         let window = Expr::WindowFunction(Box::new(WindowFunction::new(
             WindowFunctionDefinition::AggregateUDF(udaf),

@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use datafusion::common::{DFSchemaRef, Result, plan_err};
+use datafusion::common::{DFSchemaRef, Result, internal_err};
 use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
 
 use super::SPANSET_KEY;
@@ -115,7 +115,7 @@ impl StructuralJoin {
         for (side, plan) in [("left", &l), ("right", &r)] {
             for column in STRUCTURE_COLUMNS {
                 if plan.schema().field_with_unqualified_name(column).is_err() {
-                    return plan_err!("the {side} side of a structural join has no {column}");
+                    return internal_err!("the {side} side of a structural join has no {column}");
                 }
             }
         }
@@ -124,7 +124,7 @@ impl StructuralJoin {
                 match l.schema().field_with_unqualified_name(field.name()) {
                     Ok(f) if f.data_type() == field.data_type() => {}
                     _ => {
-                        return plan_err!(
+                        return internal_err!(
                             "the left side of a structural join has no column {} of type {}",
                             field.name(),
                             field.data_type()
@@ -179,7 +179,7 @@ impl UserDefinedLogicalNodeCore for StructuralJoin {
 
     fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
         let Ok([l, r]) = <[LogicalPlan; 2]>::try_from(inputs) else {
-            return plan_err!("a structural join has two inputs");
+            return internal_err!("a structural join has two inputs");
         };
         Self::try_new(self.keep, l, r)
     }

@@ -725,6 +725,26 @@ async fn search_and_tag_apis_answer_as_tempo_does() {
         &compile(r#"{ resource.service.name = "checkout" }"#).unwrap(),
     );
     assert_eq!(trace_ids(&legacy).len(), checkout.len());
+    // Several tags and duration bounds find what the TraceQL query that means the same finds.
+    let sorted_ids = |text: &str| {
+        let mut ids = trace_ids(&serde_json::from_str(text).unwrap());
+        ids.sort();
+        ids
+    };
+    let (status, text) = get(
+        "/api/search?tags=service.name%3Dcheckout%20status.code%3Derror&minDuration=1ns&maxDuration=1h&limit=100"
+            .into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let legacy = sorted_ids(&text);
+    let same = r#"{ resource.service.name = "checkout" && status = error && traceDuration >= 1ns && traceDuration <= 1h }"#;
+    let (status, text) = get(format!("/api/search?q={}&limit=100", encoded(same))).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(legacy, sorted_ids(&text));
+    let expected = crate::reference::search(&reference, &compile(same).unwrap());
+    assert_eq!(legacy.len(), expected.len());
+    assert!(!legacy.is_empty(), "the fixture has failed checkout traces");
 
     // Tags and tag values come from the catalogs.
     let (status, text) = get("/api/v2/search/tags".into()).await;
@@ -816,6 +836,13 @@ async fn search_and_tag_apis_answer_as_tempo_does() {
         (
             format!("/api/search?q={}", encoded("{ } | by(event:name)")),
             "can only be used in a span filter",
+        ),
+        (
+            format!(
+                "/api/search?q={}",
+                encoded("({ } | count()) > ({ } | count())")
+            ),
+            "comparing the results of two pipelines",
         ),
         (
             format!("/api/search?q={}&tags=a%3Db", encoded("{}")),
@@ -1567,4 +1594,47 @@ async fn structural_operators_over_a_20_000_span_trace_take_near_linear_time() {
             "{query} took {took:?}, over {bound}× the {plain:?} of {{ }}"
         );
     }
+}
+
+#[test]
+fn the_tag_search_form_means_the_traceql_query_it_names() {
+    use tracefusion::exec::request::TagSearch;
+    let tags = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let search = TagSearch {
+        tags: tags(&[
+            ("name", "GET /"),
+            ("status.code", "error"),
+            ("service.name", "shop"),
+            ("root.service.name", "edge"),
+            ("root.name", "GET"),
+            ("http.status_code", "500"),
+            ("region", "eu 1"),
+        ]),
+        min_duration: Some(Duration::from_millis(1)),
+        max_duration: Some(Duration::from_secs(2)),
+    };
+    let same = compile(
+        r#"{ name = "GET /" && status = error && resource.service.name = "shop"
+             && rootServiceName = "edge" && rootName = "GET" && .http.status_code = 500
+             && .region = "eu 1" && traceDuration >= 1ms && traceDuration <= 2s }"#,
+    )
+    .unwrap();
+    assert_eq!(search.to_query().unwrap(), same);
+    // No tags and no bounds: every span.
+    assert_eq!(
+        TagSearch::default().to_query().unwrap(),
+        compile("{ true }").unwrap()
+    );
+    // A status that is none of Tempo's three is refused, naming it.
+    let bad = TagSearch {
+        tags: tags(&[("status.code", "broken")]),
+        ..TagSearch::default()
+    };
+    let err = bad.to_query().unwrap_err().to_string();
+    assert!(err.contains("\"broken\""), "{err}");
 }

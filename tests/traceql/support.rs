@@ -10,12 +10,28 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tracefusion"))
 }
 
-/// A TCP port that was free a moment ago on the loopback interface.
+/// A TCP port that was free a moment ago on the loopback interface, never handed out twice
+/// by this process. Ports come from below the kernel's ephemeral range (32768 and up), so
+/// no outgoing connection or `bind(0)` of a concurrent test takes one between this check
+/// and the server's bind; the start point depends on the process id, so two test runs on
+/// one machine start far apart.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const COUNT: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id() * 997 % COUNT,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A child process that is killed if the test ends before it does. Its stderr (the log) goes
