@@ -112,12 +112,12 @@ fn start_search(
     let tenant = tenant_of(&headers, state.multitenancy)?;
     let (query, options) = decode_search(request.get_ref())?.compile()?;
     let permit = state.runner.admit(&tenant).map_err(ReadError::from)?;
-    let ctx = state.sources.session(&tenant).map_err(ReadError::from)?;
-    let total_blocks = state.sources.reader.blocklist().blocks(&tenant).len();
+    let source = state.sources.session(&tenant).map_err(ReadError::from)?;
+    let total_blocks = source.total_blocks();
     let (messages, stream) = tokio::sync::mpsc::channel(8);
     let progress = messages.clone();
     let work = async move {
-        search_with_progress(&ctx, &query, &options, |stats| {
+        search_with_progress(&source, &query, &options, |stats| {
             let _ = progress.try_send(Ok(SearchResponse {
                 traces: Vec::new(),
                 metrics: Some(search_metrics_proto(stats, 0, total_blocks)),

@@ -170,9 +170,9 @@ pub async fn search(
     let tenant = tenant_of(&headers, state.multitenancy)?;
     let (query, options) = decode_search(&params)?.compile()?;
     let permit = state.runner.admit(&tenant)?;
-    let ctx = state.sources.session(&tenant)?;
-    let total_blocks = state.sources.reader.blocklist().blocks(&tenant).len();
-    let work = async move { crate::exec::search::search(&ctx, &query, &options).await };
+    let source = state.sources.session(&tenant)?;
+    let total_blocks = source.total_blocks();
+    let work = async move { crate::exec::search::search(&source, &query, &options).await };
     let result = state.runner.run(permit, work).await?;
     let protobuf = headers
         .get(header::ACCEPT)
@@ -549,8 +549,8 @@ async fn scoped_names(
     params: &HashMap<String, String>,
 ) -> Result<(HashMap<&'static str, BTreeSet<String>>, Json), ReadError> {
     if let Some(filter) = params.get("q").and_then(|q| autocomplete_filter(q)) {
-        let (tenant, ctx, start, end) = span_data(state, headers, params).await?;
-        let work = async move { values::tag_names(&ctx, Some(&filter), start, end).await };
+        let (tenant, source, start, end) = span_data(state, headers, params).await?;
+        let work = async move { values::tag_names(&source, Some(&filter), start, end).await };
         match state
             .runner
             .admit_and_run(&tenant, work)
@@ -751,9 +751,10 @@ async fn narrowed_values(
     if let Some(value) = required_value(filter, field) {
         return Ok(Some((vec![value], json!({}))));
     }
-    let (tenant, ctx, start, end) = span_data(state, headers, params).await?;
+    let (tenant, source, start, end) = span_data(state, headers, params).await?;
     let (filter, field) = (filter.clone(), field.clone());
-    let work = async move { values::field_values(&ctx, Some(&filter), &field, start, end).await };
+    let work =
+        async move { values::field_values(&source, Some(&filter), &field, start, end).await };
     match state
         .runner
         .admit_and_run(&tenant, work)
@@ -770,7 +771,7 @@ async fn narrowed_values(
     }
 }
 
-/// The tenant, a session over its span data, and the request's time range (Unix nanoseconds).
+/// The tenant, what a query of its span data reads, and the request's time range (Unix nanoseconds).
 async fn span_data(
     state: &SearchState,
     headers: &HeaderMap,
@@ -778,7 +779,7 @@ async fn span_data(
 ) -> Result<
     (
         String,
-        datafusion::prelude::SessionContext,
+        crate::exec::sources::SpanSource,
         Option<i64>,
         Option<i64>,
     ),
@@ -786,8 +787,8 @@ async fn span_data(
 > {
     let tenant = tenant_of(headers, state.multitenancy)?;
     let range = search_range(params)?;
-    let ctx = state.sources.session(&tenant)?;
-    Ok((tenant, ctx, range.map(|r| r.0), range.map(|r| r.1)))
+    let source = state.sources.session(&tenant)?;
+    Ok((tenant, source, range.map(|r| r.0), range.map(|r| r.1)))
 }
 
 /// The metrics of a tags or tag-values answer read from span data.

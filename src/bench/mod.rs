@@ -503,15 +503,15 @@ async fn head_queries(
     ingester.tick(false).await?;
     report.push("head.spans", spans as f64, "spans", Better::Neither);
     let reader = Arc::new(crate::storage::TraceReader::new(store.clone(), blocklist));
-    let ctx =
-        crate::exec::session::serving_session(store, reader, ingester.clone(), TENANT, &dedicated)?;
+    let source =
+        crate::exec::sources::serving_session(store, reader, ingester.clone(), TENANT, &dedicated)?;
     let (_, query) = SEARCHES[0];
     let query = crate::traceql::compile(query)?;
     let search_options = crate::exec::search::SearchOptions::default();
     let mut runs = Vec::new();
     for _ in 0..=options.runs.max(1) {
         let started = Instant::now();
-        crate::exec::search::search(&ctx, &query, &search_options).await?;
+        crate::exec::search::search(&source, &query, &search_options).await?;
         runs.push(started.elapsed());
     }
     let cold = runs.remove(0);

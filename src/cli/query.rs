@@ -17,9 +17,9 @@ pub fn explain(config: &ConfigArgs, tenant: &str, text: &str) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let result = runtime.block_on(async {
-        let ctx = store_sources(config).await?.session(tenant)?;
-        let plan = crate::exec::search::plan(&ctx, &query, &SearchOptions::default()).await?;
-        let state = ctx.state();
+        let source = store_sources(config).await?.session(tenant)?;
+        let plan = crate::exec::search::plan(&source, &query, &SearchOptions::default()).await?;
+        let state = source.ctx.state();
         let optimized = state.optimize(&plan.plan)?;
         let physical = state.create_physical_plan(&plan.plan).await?;
         println!("Logical plan:\n{}", optimized.display_indent());
@@ -57,9 +57,9 @@ pub fn query(config: &ConfigArgs, args: QueryArgs<'_>) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let sources = store_sources(config).await?;
-        let ctx = sources.session(args.tenant)?;
-        let result = crate::exec::search::search(&ctx, &query, &args.options).await?;
-        let blocks = sources.reader.blocklist().blocks(args.tenant).len();
+        let source = sources.session(args.tenant)?;
+        let result = crate::exec::search::search(&source, &query, &args.options).await?;
+        let blocks = source.total_blocks();
         Ok::<_, anyhow::Error>((result, blocks))
     });
     match result {

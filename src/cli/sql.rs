@@ -13,7 +13,7 @@ pub fn sql(config: &ConfigArgs, tenant: &str, query: &str) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let result = runtime.block_on(async {
-        let ctx = store_sources(config).await?.session(tenant)?;
+        let ctx = store_sources(config).await?.session(tenant)?.ctx;
         // Queries only: no `COPY … TO`, `CREATE EXTERNAL TABLE` or `SET`, which would write
         // files or reach other stores with this process's rights.
         let read_only = SQLOptions::new()

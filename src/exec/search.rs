@@ -18,7 +18,8 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 
-use super::table::{NewestBlocks, block_end_times, complete_dedicated_columns};
+use super::sources::SpanSource;
+use super::table::NewestBlocks;
 use crate::planner::{OutputValue, Planner, SPANSET_KEY, SearchPlan, ValueColumns};
 use crate::storage::TraceId;
 use crate::storage::schema;
@@ -117,27 +118,25 @@ pub struct SearchResult {
     pub stats: SearchStats,
 }
 
-/// The search plan of `query` over `ctx`'s `spans` table.
+/// The search plan of `query` over what `source` reads, its attributes resolved against the
+/// tag catalogs of the data in the searched range.
 pub async fn plan(
-    ctx: &SessionContext,
+    source: &SpanSource,
     query: &Query,
     options: &SearchOptions,
 ) -> Result<SearchPlan> {
-    let (scan, schema, complete) = spans_scan(ctx).await?;
+    let (scan, schema) = spans_scan(&source.ctx).await?;
+    let stored = source.stored_spans((options.start, options.end)).await?;
     Planner::new(scan, schema, range_filter(options.start, options.end))
-        .with_complete_columns(complete)
+        .with_stored_spans(stored)
         .search(query)
 }
 
-/// A scan of `ctx`'s `spans` table to plan over, its schema, and the dedicated columns every
-/// block has (see [`Planner::with_complete_columns`]).
-pub(crate) async fn spans_scan(
-    ctx: &SessionContext,
-) -> Result<(LogicalPlan, SchemaRef, Vec<String>)> {
-    let complete = complete_dedicated_columns(ctx.table_provider("spans").await?.as_ref());
+/// A scan of `ctx`'s `spans` table to plan over, and its schema.
+pub(crate) async fn spans_scan(ctx: &SessionContext) -> Result<(LogicalPlan, SchemaRef)> {
     let table = ctx.table("spans").await?;
     let schema = Arc::new(table.schema().as_arrow().clone());
-    Ok((table.into_unoptimized_plan(), schema, complete))
+    Ok((table.into_unoptimized_plan(), schema))
 }
 
 /// Spans starting in `[start, end]` (Unix nanoseconds, inclusive; either side open).
@@ -162,7 +161,7 @@ pub(crate) fn range_filter(start: Option<i64>, end: Option<i64>) -> Option<Expr>
 const FIRST_PASS_BLOCKS: usize = 8;
 const PASS_GROWTH: usize = 4;
 
-/// Runs a search over `ctx`'s `spans` table.
+/// Runs a search over what `source` reads.
 ///
 /// Blocks are read newest first: a pass reads live data and the newest blocks, and the search
 /// stops once the `limit` traces found all start after every block left out (no trace in those
@@ -170,26 +169,23 @@ const PASS_GROWTH: usize = 4;
 /// of them. Each pass evaluates the query over everything it reads, so a trace split across
 /// blocks is matched whole as long as its parts were read.
 pub async fn search(
-    ctx: &SessionContext,
+    source: &SpanSource,
     query: &Query,
     options: &SearchOptions,
 ) -> Result<SearchResult> {
-    search_with_progress(ctx, query, options, |_| {}).await
+    search_with_progress(source, query, options, |_| {}).await
 }
 
 /// [`search`], telling `progress` what was read after each pass that does not end it.
 pub async fn search_with_progress(
-    ctx: &SessionContext,
+    source: &SpanSource,
     query: &Query,
     options: &SearchOptions,
     mut progress: impl FnMut(&SearchStats),
 ) -> Result<SearchResult> {
-    let plan = plan(ctx, query, options).await?;
-    let ends = block_end_times(
-        ctx.table_provider("spans").await?.as_ref(),
-        (options.start, options.end),
-    );
-    let total = ends.as_ref().map_or(0, Vec::len);
+    let plan = plan(source, query, options).await?;
+    let ends = source.block_ends((options.start, options.end));
+    let total = ends.len();
     let mut stats = SearchStats {
         total_passes: most_passes(total),
         ..SearchStats::default()
@@ -197,9 +193,9 @@ pub async fn search_with_progress(
     let mut blocks = FIRST_PASS_BLOCKS;
     loop {
         let last = blocks >= total;
-        let mut state = ctx.state();
-        // The newest `blocks` blocks (all of them on the last pass, and for unknown tables).
-        if let (Some(ends), false) = (&ends, last) {
+        let mut state = source.ctx.state();
+        // The newest `blocks` blocks (all of them on the last pass).
+        if !last {
             let newest = NewestBlocks {
                 from: ends[blocks - 1],
             };
@@ -216,9 +212,9 @@ pub async fn search_with_progress(
         stats.inspected_bytes += sum_metric(&physical, "bytes_scanned") as u64;
         stats.inspected_spans += scanned_rows(&physical) as u64;
         // Settled when the oldest trace kept is newer than any span of the blocks left out.
-        let settled = match (&ends, assembler.oldest_kept()) {
-            (Some(ends), Some(oldest)) => !last && oldest > ends[blocks],
-            _ => false,
+        let settled = match assembler.oldest_kept() {
+            Some(oldest) => !last && oldest > ends[blocks],
+            None => false,
         };
         if last || settled {
             let mut traces = assembler.finish();

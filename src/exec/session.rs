@@ -28,10 +28,7 @@ use object_store::ObjectStore;
 use super::structural::StructuralJoinPlanner;
 use super::yield_points::YieldInSortInputs;
 
-use super::table::{BLOCK_STORE_URL, BlocksTable, LiveTable, SpansTable};
-use crate::config::DedicatedColumn;
-use crate::ingest::ingester::Ingester;
-use crate::storage::{Blocklist, TraceReader};
+use super::table::BLOCK_STORE_URL;
 
 /// Memory the operators of queries may hold (sorts, aggregates, joins, repartitions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,33 +186,4 @@ impl MemoryPool for QueryMemoryPool {
     fn memory_limit(&self) -> MemoryLimit {
         MemoryLimit::Finite(self.limits.per_query)
     }
-}
-
-/// A session (with its own runtime) whose `spans` table is `tenant`'s blocks.
-pub fn span_session(
-    store: Arc<dyn ObjectStore>,
-    blocklist: Arc<Blocklist>,
-    tenant: &str,
-    dedicated: &[DedicatedColumn],
-) -> Result<SessionContext> {
-    let reader = Arc::new(TraceReader::new(store.clone(), blocklist));
-    QueryRuntime::new(store, MemoryLimits::default())?
-        .session(Arc::new(BlocksTable::new(reader, tenant, dedicated)))
-}
-
-/// A session (with its own runtime) whose `spans` table is `tenant`'s blocks together with
-/// what `ingester` holds in memory: everything acknowledged, whether or not it has reached a
-/// block yet.
-pub fn serving_session(
-    store: Arc<dyn ObjectStore>,
-    reader: Arc<TraceReader>,
-    ingester: Arc<Ingester>,
-    tenant: &str,
-    dedicated: &[DedicatedColumn],
-) -> Result<SessionContext> {
-    let table = SpansTable::new(
-        BlocksTable::new(reader, tenant, dedicated),
-        LiveTable::new(ingester, tenant, dedicated),
-    );
-    QueryRuntime::new(store, MemoryLimits::default())?.session(Arc::new(table))
 }

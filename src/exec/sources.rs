@@ -1,5 +1,7 @@
 //! What a query reads: a tenant's blocks and (in a process that ingests) what the ingester
-//! holds, as DataFusion sessions for search and as merged tag catalogs for tag discovery.
+//! holds, as a [`SpanSource`] (a DataFusion session plus what the blocks' metas and tag
+//! catalogs say, which the planner resolves attributes against) and as merged tag catalogs
+//! for tag discovery.
 
 use std::sync::Arc;
 
@@ -7,20 +9,17 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::Result;
 use datafusion::prelude::SessionContext;
 use object_store::ObjectStore;
-use uuid::Uuid;
 
 use super::session::{MemoryLimits, QueryRuntime};
-use super::table::{BlocksTable, LiveTable, SpansTable};
+use super::table::{
+    BlocksTable, LiveTable, SpansTable, blocks_in, complete_dedicated_columns, end_nanos,
+};
 use crate::config::DedicatedColumn;
 use crate::ingest::ingester::Ingester;
-use crate::storage::block::read_catalog;
-use crate::storage::{TagCatalog, TraceReader};
-
-/// Block catalogs kept in memory: they are small and never change once written.
-const CATALOG_CACHE_ENTRIES: u64 = 10_000;
-/// Merged catalogs of block sets kept in memory: tag requests repeat over the same blocks,
-/// and merging a hundred catalogs costs more than the request otherwise does.
-const MERGED_CACHE_ENTRIES: u64 = 64;
+use crate::planner::StoredSpans;
+use crate::storage::catalog::TagScope;
+use crate::storage::schema::AttrKinds;
+use crate::storage::{Blocklist, TagCatalog, TraceReader};
 
 #[derive(Clone)]
 pub struct QuerySources {
@@ -30,8 +29,6 @@ pub struct QuerySources {
     /// The dedicated columns of the span table (the current block configuration).
     pub dedicated: Vec<DedicatedColumn>,
     runtime: QueryRuntime,
-    catalogs: moka::sync::Cache<Uuid, Arc<TagCatalog>>,
-    merged: moka::sync::Cache<(String, Vec<Uuid>), Arc<TagCatalog>>,
 }
 
 /// A tag catalog with what it took to build it.
@@ -55,100 +52,171 @@ impl QuerySources {
             reader,
             ingester,
             dedicated,
-            catalogs: moka::sync::Cache::new(CATALOG_CACHE_ENTRIES),
-            merged: moka::sync::Cache::new(MERGED_CACHE_ENTRIES),
         })
     }
 
-    /// A session whose `spans` table is everything `tenant` has. Sessions share one runtime,
-    /// so Parquet metadata read by one query is cached for the next.
-    pub fn session(&self, tenant: &str) -> Result<SessionContext> {
-        let blocks = BlocksTable::new(self.reader.clone(), tenant, &self.dedicated);
-        let spans: Arc<dyn TableProvider> = match &self.ingester {
-            Some(ingester) => Arc::new(SpansTable::new(
-                blocks,
-                LiveTable::new(ingester.clone(), tenant, &self.dedicated),
-            )),
-            None => Arc::new(blocks),
-        };
-        self.runtime.session(spans)
+    /// What a query of `tenant` reads: everything it has. Sessions share one runtime, so
+    /// Parquet metadata read by one query is cached for the next.
+    pub fn session(&self, tenant: &str) -> Result<SpanSource> {
+        SpanSource::new(
+            &self.runtime,
+            self.reader.clone(),
+            tenant,
+            &self.dedicated,
+            self.ingester.clone(),
+        )
     }
 
-    /// The tags of `tenant`'s data: the catalogs of the blocks whose spans start in `range`
-    /// (Unix nanoseconds, inclusive; all blocks without one) and of live data.
+    /// The tags of `tenant`'s data: the catalogs of live data and of the blocks whose spans
+    /// start in `range` (Unix nanoseconds, inclusive; all blocks without one).
     pub async fn tag_catalog(
         &self,
         tenant: &str,
         range: Option<(i64, i64)>,
     ) -> Result<MergedCatalog> {
-        let blocks: Vec<_> = self
-            .reader
-            .blocklist()
-            .blocks(tenant)
-            .iter()
-            .filter(|meta| {
-                range.is_none_or(|(from, to)| {
-                    let at = chrono::DateTime::from_timestamp_nanos;
-                    meta.overlaps(at(from), at(to))
-                })
-            })
-            .cloned()
-            .collect();
-        let key = (
-            tenant.to_string(),
-            blocks.iter().map(|meta| meta.block_id).collect::<Vec<_>>(),
-        );
-        let of_blocks = match self.merged.get(&key) {
-            Some(catalog) => catalog,
-            None => {
-                let mut catalog = TagCatalog::default();
-                let mut complete = true;
-                for meta in &blocks {
-                    match self.block_catalog(meta).await {
-                        Some(block) => catalog.merge(&block),
-                        None => complete = false,
-                    }
-                }
-                let catalog = Arc::new(catalog);
-                // A block whose catalog could not be read is tried again by the next request.
-                if complete {
-                    self.merged.insert(key, catalog.clone());
-                }
-                catalog
-            }
+        let range = range.map_or((None, None), |(from, to)| (Some(from), Some(to)));
+        let mut catalog = match &self.ingester {
+            Some(ingester) => ingester.tag_catalog(tenant)?,
+            None => TagCatalog::default(),
         };
-        let mut merged = MergedCatalog {
-            catalog: (*of_blocks).clone(),
+        let blocks = blocks_in(&self.reader, tenant, range);
+        catalog.merge(&self.reader.catalog_of(tenant, &blocks).await.catalog);
+        Ok(MergedCatalog {
+            catalog,
             blocks: blocks.len(),
             block_bytes: blocks.iter().map(|meta| meta.size).sum(),
+        })
+    }
+}
+
+/// What one query reads: a session whose `spans` table is one tenant's data (its blocks and,
+/// in a process that ingests, what the ingester holds), and what is known of that data
+/// without scanning it: the blocks' metas and tag catalogs.
+#[derive(Clone)]
+pub struct SpanSource {
+    pub ctx: SessionContext,
+    reader: Arc<TraceReader>,
+    tenant: String,
+    dedicated: Vec<DedicatedColumn>,
+    ingester: Option<Arc<Ingester>>,
+}
+
+impl SpanSource {
+    pub fn new(
+        runtime: &QueryRuntime,
+        reader: Arc<TraceReader>,
+        tenant: &str,
+        dedicated: &[DedicatedColumn],
+        ingester: Option<Arc<Ingester>>,
+    ) -> Result<Self> {
+        let blocks = BlocksTable::new(reader.clone(), tenant, dedicated);
+        let spans: Arc<dyn TableProvider> = match &ingester {
+            Some(ingester) => Arc::new(SpansTable::new(
+                blocks,
+                LiveTable::new(ingester.clone(), tenant, dedicated),
+            )),
+            None => Arc::new(blocks),
         };
-        if let Some(ingester) = &self.ingester {
-            merged.catalog.merge(&ingester.tag_catalog(tenant)?);
-        }
-        Ok(merged)
+        Ok(Self {
+            ctx: runtime.session(spans)?,
+            reader,
+            tenant: tenant.to_string(),
+            dedicated: dedicated.to_vec(),
+            ingester,
+        })
     }
 
-    /// A block's catalog, or `None` when it cannot be read: that costs the block's tags, with
-    /// a logged error, never the whole request.
-    async fn block_catalog(&self, meta: &crate::storage::BlockMeta) -> Option<Arc<TagCatalog>> {
-        if let Some(catalog) = self.catalogs.get(&meta.block_id) {
-            return Some(catalog);
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// How many blocks the tenant has.
+    pub fn total_blocks(&self) -> usize {
+        self.reader.blocklist().blocks(&self.tenant).len()
+    }
+
+    /// The latest span start each block may hold (Unix nanoseconds), newest first, for the
+    /// blocks that may hold spans starting in `range`.
+    pub fn block_ends(&self, range: (Option<i64>, Option<i64>)) -> Vec<i64> {
+        let mut ends: Vec<i64> = blocks_in(&self.reader, &self.tenant, range)
+            .iter()
+            .map(|meta| end_nanos(meta))
+            .collect();
+        ends.sort_unstable_by(|a, b| b.cmp(a));
+        ends
+    }
+
+    /// What the planner resolves attributes against: the tag catalogs of live data and of the
+    /// blocks that may hold spans starting in `range`. Live data is read first, so a trace
+    /// that moves into a block meanwhile is in one or the other; spans that arrive after
+    /// this call may be missed by the query, as they may be by its scan.
+    pub async fn stored_spans(
+        &self,
+        range: (Option<i64>, Option<i64>),
+    ) -> Result<Arc<dyn StoredSpans>> {
+        let mut catalogs = Vec::new();
+        if let Some(ingester) = &self.ingester {
+            catalogs.push(Arc::new(ingester.tag_catalog(&self.tenant)?));
         }
-        match read_catalog(self.store.as_ref(), meta).await {
-            Ok(catalog) => {
-                let catalog = Arc::new(catalog);
-                self.catalogs.insert(meta.block_id, catalog.clone());
-                Some(catalog)
-            }
-            Err(error) => {
-                tracing::error!(
-                    block = %meta.block_id,
-                    tenant = %meta.tenant_id,
-                    %error,
-                    "cannot read the block's tag catalog; its tags are left out of tag answers"
-                );
-                None
-            }
+        let blocks = blocks_in(&self.reader, &self.tenant, range);
+        let of_blocks = self.reader.catalog_of(&self.tenant, &blocks).await;
+        catalogs.push(of_blocks.catalog);
+        Ok(Arc::new(Catalogued {
+            complete_columns: complete_dedicated_columns(
+                &self.reader,
+                &self.tenant,
+                &self.dedicated,
+            ),
+            // Without every block's catalog, an attribute may be anywhere.
+            catalogs: of_blocks.complete.then_some(catalogs),
+        }))
+    }
+}
+
+/// Stored spans as their tag catalogs describe them.
+struct Catalogued {
+    complete_columns: Vec<String>,
+    /// `None` where some catalog could not be read.
+    catalogs: Option<Vec<Arc<TagCatalog>>>,
+}
+
+impl StoredSpans for Catalogued {
+    fn complete_columns(&self) -> &[String] {
+        &self.complete_columns
+    }
+
+    fn attribute_kinds(&self, scope: TagScope, name: &str) -> AttrKinds {
+        match &self.catalogs {
+            Some(catalogs) => catalogs.iter().fold(AttrKinds::NONE, |kinds, c| {
+                kinds.union(c.kinds(scope, name))
+            }),
+            None => AttrKinds::ALL,
         }
     }
+}
+
+/// What a query of `tenant` reads (with a runtime of its own): `tenant`'s blocks.
+pub fn span_session(
+    store: Arc<dyn ObjectStore>,
+    blocklist: Arc<Blocklist>,
+    tenant: &str,
+    dedicated: &[DedicatedColumn],
+) -> Result<SpanSource> {
+    let reader = Arc::new(TraceReader::new(store.clone(), blocklist));
+    let runtime = QueryRuntime::new(store, MemoryLimits::default())?;
+    SpanSource::new(&runtime, reader, tenant, dedicated, None)
+}
+
+/// What a query of `tenant` reads (with a runtime of its own): `tenant`'s blocks together
+/// with what `ingester` holds in memory, everything acknowledged, whether or not it has
+/// reached a block yet.
+pub fn serving_session(
+    store: Arc<dyn ObjectStore>,
+    reader: Arc<TraceReader>,
+    ingester: Arc<Ingester>,
+    tenant: &str,
+    dedicated: &[DedicatedColumn],
+) -> Result<SpanSource> {
+    let runtime = QueryRuntime::new(store, MemoryLimits::default())?;
+    SpanSource::new(&runtime, reader, tenant, dedicated, Some(ingester))
 }

@@ -95,7 +95,7 @@ impl StartTimeWindow {
 }
 
 /// The latest time a block's spans may start at (its meta's end time), Unix nanoseconds.
-fn end_nanos(meta: &BlockMeta) -> i64 {
+pub(crate) fn end_nanos(meta: &BlockMeta) -> i64 {
     meta.end_time.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
@@ -162,7 +162,6 @@ pub struct BlocksTable {
     /// The blocklist, and the cached bloom filters for trace id filters.
     reader: Arc<TraceReader>,
     tenant: String,
-    dedicated: Vec<DedicatedColumn>,
     schema: SchemaRef,
 }
 
@@ -185,61 +184,44 @@ impl BlocksTable {
         Self {
             reader,
             tenant: tenant.to_string(),
-            dedicated: dedicated.to_vec(),
             schema: span_schema(dedicated),
         }
     }
-
-    /// The dedicated columns every block has: for their attributes the column holds every value
-    /// of its type, and the generic maps none.
-    fn complete_dedicated_columns(&self) -> Vec<String> {
-        let blocks = self.reader.blocklist().blocks(&self.tenant);
-        self.dedicated
-            .iter()
-            .filter(|column| blocks.iter().all(|b| b.dedicated_columns.contains(column)))
-            .map(dedicated_column_name)
-            .collect()
-    }
 }
 
-/// The blocks of a `spans` table this module built; `None` for other tables. Live data is
-/// built with the current configuration, so the blocks decide what a table's data may hold.
-fn blocks_of(spans: &dyn TableProvider) -> Option<&BlocksTable> {
-    match spans.downcast_ref::<BlocksTable>() {
-        Some(blocks) => Some(blocks),
-        None => Some(&spans.downcast_ref::<SpansTable>()?.blocks),
-    }
-}
-
-/// The latest span start each block of a `spans` table may hold (Unix nanoseconds), newest
-/// first, for the blocks that may hold spans starting in `range`; `None` for tables this
-/// module does not know.
-pub fn block_end_times(
-    spans: &dyn TableProvider,
+/// `tenant`'s blocks that may hold spans starting in `range` (Unix nanoseconds, inclusive;
+/// either side open), by their metas.
+pub(crate) fn blocks_in(
+    reader: &TraceReader,
+    tenant: &str,
     range: (Option<i64>, Option<i64>),
-) -> Option<Vec<i64>> {
-    let blocks = blocks_of(spans)?;
+) -> Vec<Arc<BlockMeta>> {
     let window = StartTimeWindow {
         from: range.0,
         to: range.1,
     };
-    let mut ends: Vec<i64> = blocks
-        .reader
+    reader
         .blocklist()
-        .blocks(&blocks.tenant)
+        .blocks(tenant)
         .iter()
         .filter(|meta| window.may_overlap(meta))
-        .map(|meta| end_nanos(meta))
-        .collect();
-    ends.sort_unstable_by(|a, b| b.cmp(a));
-    Some(ends)
+        .cloned()
+        .collect()
 }
 
-/// The dedicated columns of a `spans` table that hold every value of their attribute and type
-/// (so a filter can read the column alone, and statistics can prune it); none for tables
-/// this module does not know.
-pub fn complete_dedicated_columns(spans: &dyn TableProvider) -> Vec<String> {
-    blocks_of(spans).map_or_else(Vec::new, BlocksTable::complete_dedicated_columns)
+/// The dedicated columns every block of `tenant` has: for their attributes the column holds
+/// every value of its type, and the generic maps none.
+pub(crate) fn complete_dedicated_columns(
+    reader: &TraceReader,
+    tenant: &str,
+    dedicated: &[DedicatedColumn],
+) -> Vec<String> {
+    let blocks = reader.blocklist().blocks(tenant);
+    dedicated
+        .iter()
+        .filter(|column| blocks.iter().all(|b| b.dedicated_columns.contains(column)))
+        .map(dedicated_column_name)
+        .collect()
 }
 
 #[async_trait]

@@ -8,10 +8,10 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::common::Result;
 use datafusion::physical_plan::execute_stream;
-use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use super::search::{AttrValue, column, range_filter, spans_scan, sum_metric};
+use super::sources::SpanSource;
 use crate::planner::values::{self, VALUE_BOOL, VALUE_FLOAT, VALUE_INT, VALUE_STR};
 use crate::traceql::ast::{FieldExpr, FieldRef};
 
@@ -22,25 +22,26 @@ pub struct FieldValues {
     pub inspected_bytes: u64,
 }
 
-/// The values of `field` over the spans of `ctx`'s `spans` table that start in
+/// The values of `field` over the spans `source` reads that start in
 /// `[start, end]` (Unix nanoseconds) and match `filter`.
 pub async fn field_values(
-    ctx: &SessionContext,
+    source: &SpanSource,
     filter: Option<&FieldExpr>,
     field: &FieldRef,
     start: Option<i64>,
     end: Option<i64>,
 ) -> Result<FieldValues> {
-    let (scan, schema, complete) = spans_scan(ctx).await?;
+    let (scan, schema) = spans_scan(&source.ctx).await?;
+    let stored = source.stored_spans((start, end)).await?;
     let plan = values::field_values(
         scan,
         schema,
-        &complete,
+        &stored,
         range_filter(start, end),
         filter,
         field,
     )?;
-    let state = ctx.state();
+    let state = source.ctx.state();
     let physical = state.create_physical_plan(&plan).await?;
     let mut stream = execute_stream(physical.clone(), state.task_ctx())?;
     let mut found = FieldValues::default();
@@ -80,18 +81,19 @@ pub struct TagNames {
     pub inspected_bytes: u64,
 }
 
-/// The attribute names on the spans of `ctx`'s `spans` table that start in `[start, end]`
+/// The attribute names on the spans `source` reads that start in `[start, end]`
 /// (Unix nanoseconds) and match `filter`.
 pub async fn tag_names(
-    ctx: &SessionContext,
+    source: &SpanSource,
     filter: Option<&FieldExpr>,
     start: Option<i64>,
     end: Option<i64>,
 ) -> Result<TagNames> {
-    let (scan, schema, complete) = spans_scan(ctx).await?;
+    let (scan, schema) = spans_scan(&source.ctx).await?;
+    let stored = source.stored_spans((start, end)).await?;
     let (plan, sources) =
-        values::tag_names(scan, schema, &complete, range_filter(start, end), filter)?;
-    let state = ctx.state();
+        values::tag_names(scan, schema, &stored, range_filter(start, end), filter)?;
+    let state = source.ctx.state();
     let physical = state.create_physical_plan(&plan).await?;
     let mut stream = execute_stream(physical.clone(), state.task_ctx())?;
     let mut found = TagNames::default();

@@ -15,6 +15,8 @@ use datafusion::functions::math::expr_fn::power;
 use datafusion::functions::string::expr_fn::ltrim;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, cast, lit, when};
 
+use super::resolve::StoredSpans;
+use crate::storage::catalog::TagScope;
 use crate::storage::schema::{self, AttrKind};
 use crate::traceql::ast::{
     ArithOp, Attribute, AttributeScope, BinaryOp, CmpOp, FieldExpr, FieldRef, Intrinsic, Static,
@@ -91,7 +93,7 @@ impl Value {
 /// Turns field expressions into `Expr`s over the span table's columns.
 pub struct FieldLowering<'a> {
     schema: &'a Schema,
-    complete_columns: &'a [String],
+    stored: &'a dyn StoredSpans,
     /// One event (link) of the span, a struct column of the unnested `events` (`links`):
     /// where event (link) fields are read from. Without it they cannot be lowered.
     event: Option<Expr>,
@@ -99,14 +101,12 @@ pub struct FieldLowering<'a> {
 }
 
 impl<'a> FieldLowering<'a> {
-    /// `schema` is the span table's: it tells which dedicated columns exist.
-    /// `complete_columns` are those of them every block has (see [`Planner::with_complete_columns`]).
-    ///
-    /// [`Planner::with_complete_columns`]: super::spanset::Planner::with_complete_columns
-    pub fn new(schema: &'a Schema, complete_columns: &'a [String]) -> Self {
+    /// `schema` is the span table's: it tells which dedicated columns exist. `stored` tells
+    /// which of them every block has, and which maps each attribute is in.
+    pub fn new(schema: &'a Schema, stored: &'a dyn StoredSpans) -> Self {
         Self {
             schema,
-            complete_columns,
+            stored,
             event: None,
             link: None,
         }
@@ -303,17 +303,26 @@ impl<'a> FieldLowering<'a> {
             return reject!("parent attributes are not supported");
         }
         match a.scope {
-            AttributeScope::Span => Ok(self.scoped("span", &a.name)),
-            AttributeScope::Resource => Ok(self.scoped("resource", &a.name)),
-            AttributeScope::Instrumentation => Ok(self.scoped("scope", &a.name)),
-            // Span first; the resource's only where the span has no such attribute.
+            AttributeScope::Span => Ok(self.scoped(TagScope::Span, &a.name)),
+            AttributeScope::Resource => Ok(self.scoped(TagScope::Resource, &a.name)),
+            AttributeScope::Instrumentation => Ok(self.scoped(TagScope::Instrumentation, &a.name)),
+            // Span first; the resource's only where the span has no such attribute. Where
+            // only one of them ever has it, that one alone.
             AttributeScope::None => {
-                let span = self.scoped("span", &a.name);
-                let resource = self.scoped("resource", &a.name);
+                let span = self.scoped(TagScope::Span, &a.name);
+                let resource = self.scoped(TagScope::Resource, &a.name);
+                if span.alternatives().next().is_none() {
+                    return Ok(resource);
+                }
+                if resource.alternatives().next().is_none() {
+                    return Ok(span);
+                }
                 let on_span = span.exists();
                 let pick = |s: Option<Expr>, r: Option<Expr>| match (s, r) {
-                    (Some(s), Some(r)) => Some(when(on_span.clone(), s).otherwise(r).ok()?),
-                    (s, r) => s.or(r),
+                    (Some(s), Some(r)) => when(on_span.clone(), s).otherwise(r).ok(),
+                    // A span with the attribute hides the resource's, whatever their types.
+                    (None, Some(r)) => when(!on_span.clone(), r).end().ok(),
+                    (s, None) => s,
                 };
                 Ok(Value {
                     str: pick(span.str, resource.str),
@@ -325,24 +334,27 @@ impl<'a> FieldLowering<'a> {
                 })
             }
             AttributeScope::Event | AttributeScope::Link => {
-                let (which, what) = if a.scope == AttributeScope::Event {
-                    (Element::Event, format!("event.{}", a.name))
+                let (which, what, scope) = if a.scope == AttributeScope::Event {
+                    (Element::Event, format!("event.{}", a.name), TagScope::Event)
                 } else {
-                    (Element::Link, format!("link.{}", a.name))
+                    (Element::Link, format!("link.{}", a.name), TagScope::Link)
                 };
                 let element = self.element(which, &what)?;
+                let kinds = self.stored.attribute_kinds(scope, &a.name);
                 let map = |kind: AttrKind| {
-                    get_field(
-                        get_field(element.clone(), schema::attr_column("", kind)),
-                        &*a.name,
-                    )
+                    kinds.contains(kind).then(|| {
+                        get_field(
+                            get_field(element.clone(), schema::attr_column("", kind)),
+                            &*a.name,
+                        )
+                    })
                 };
                 Ok(Value {
-                    str: Some(map(AttrKind::Str)),
-                    int: Some(map(AttrKind::Int)),
-                    float: Some(map(AttrKind::Float)),
-                    bool: Some(map(AttrKind::Bool)),
-                    other: Some(map(AttrKind::Other)),
+                    str: map(AttrKind::Str),
+                    int: map(AttrKind::Int),
+                    float: map(AttrKind::Float),
+                    bool: map(AttrKind::Bool),
+                    other: map(AttrKind::Other),
                     ..Value::default()
                 })
             }
@@ -368,10 +380,16 @@ impl<'a> FieldLowering<'a> {
         }
     }
 
-    /// An attribute of one scope (`span`, `resource` or `scope`): its typed maps, with a
-    /// dedicated column taking precedence where the table has one. Where every block has the
-    /// column, it alone holds the attribute's values of its type.
-    fn scoped(&self, prefix: &str, name: &str) -> Value {
+    /// An attribute of one scope (span, resource or instrumentation): the typed maps it is
+    /// stored in, with a dedicated column taking precedence where the table has one. Where
+    /// every block has the column, it alone holds the attribute's values of its type.
+    fn scoped(&self, scope: TagScope, name: &str) -> Value {
+        let prefix = match scope {
+            TagScope::Resource => "resource",
+            TagScope::Instrumentation => "scope",
+            _ => "span",
+        };
+        let kinds = self.stored.attribute_kinds(scope, name);
         let map = |kind: AttrKind| get_field(ident(&schema::attr_column(prefix, kind)), name);
         let column = format!("{prefix}.{name}");
         let dedicated = |data_type: DataType| {
@@ -381,24 +399,28 @@ impl<'a> FieldLowering<'a> {
                 .filter(|f| f.data_type() == &data_type)
                 .map(|_| ident(&column))
         };
-        let complete = self.complete_columns.contains(&column);
+        let complete = self.stored.complete_columns().contains(&column);
         let with_dedicated = |kind: AttrKind, data_type: DataType| match dedicated(data_type) {
             Some(d) if complete => d,
             Some(d) => coalesce(vec![d, map(kind)]),
             None => map(kind),
         };
         let mut str = with_dedicated(AttrKind::Str, DataType::Utf8);
-        if prefix == "resource" && name == crate::storage::to_arrow::SERVICE_NAME_ATTR {
+        if scope == TagScope::Resource && name == crate::storage::to_arrow::SERVICE_NAME_ATTR {
             // Every block has `service_name`, and a string service.name is never in the map
             // (unless the resource repeats the key, which OTLP forbids).
             str = ident(schema::SERVICE_NAME);
         }
+        let present = |kind: AttrKind, expr: Expr| kinds.contains(kind).then_some(expr);
         Value {
-            str: Some(str),
-            int: Some(with_dedicated(AttrKind::Int, DataType::Int64)),
-            float: Some(map(AttrKind::Float)),
-            bool: Some(map(AttrKind::Bool)),
-            other: Some(map(AttrKind::Other)),
+            str: present(AttrKind::Str, str),
+            int: present(
+                AttrKind::Int,
+                with_dedicated(AttrKind::Int, DataType::Int64),
+            ),
+            float: present(AttrKind::Float, map(AttrKind::Float)),
+            bool: present(AttrKind::Bool, map(AttrKind::Bool)),
+            other: present(AttrKind::Other, map(AttrKind::Other)),
             ..Value::default()
         }
     }

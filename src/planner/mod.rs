@@ -18,8 +18,10 @@ macro_rules! reject {
 }
 
 pub mod field;
+pub mod resolve;
 pub mod spanset;
 pub mod structural;
 pub mod values;
 
+pub use resolve::{StoredSpans, Unknown};
 pub use spanset::{OutputValue, Planner, SEARCH_COLUMNS, SPANSET_KEY, SearchPlan, ValueColumns};

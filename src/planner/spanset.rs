@@ -30,6 +30,7 @@ use datafusion::logical_expr::{
 use super::field::{
     FieldLowering, Value, compare, field_element, ident, reads_elements, static_value,
 };
+use super::resolve::{StoredSpans, Unknown};
 use super::structural::{Keep, Relation, STRUCTURE_COLUMNS, StructuralJoin};
 use crate::storage::schema;
 use crate::traceql::ast::{
@@ -109,8 +110,8 @@ pub struct Planner {
     schema: SchemaRef,
     /// A filter on every span read (the search time range).
     span_filter: Option<Expr>,
-    /// Dedicated columns known to hold every value of their attribute.
-    complete_columns: Vec<String>,
+    /// What the blocks say exists, for resolving attributes.
+    stored: Arc<dyn StoredSpans>,
     next_name: Cell<usize>,
 }
 
@@ -122,20 +123,20 @@ impl Planner {
             scan,
             schema,
             span_filter,
-            complete_columns: Vec::new(),
+            stored: Arc::new(Unknown),
             next_name: Cell::new(0),
         }
     }
 
-    /// Dedicated columns that every scanned block has: an attribute with one is read from the
-    /// column alone, without falling back to the generic maps (which statistics cannot prune).
-    pub fn with_complete_columns(mut self, columns: Vec<String>) -> Self {
-        self.complete_columns = columns;
+    /// Attributes resolved against what is stored: a plan reads only the maps and dedicated
+    /// columns that can hold them. Without it every map is read.
+    pub fn with_stored_spans(mut self, stored: Arc<dyn StoredSpans>) -> Self {
+        self.stored = stored;
         self
     }
 
     fn fields(&self) -> FieldLowering<'_> {
-        FieldLowering::new(&self.schema, &self.complete_columns)
+        FieldLowering::new(&self.schema, self.stored.as_ref())
     }
 
     fn fresh(&self, what: &str) -> String {
@@ -566,9 +567,11 @@ impl Planner {
             (AggregateFn::Count, _) => (count_udaf(), lit(1i64), false),
             (func, Some(arg)) => {
                 let v = self.fields().lower(arg)?;
-                let Some(number) = v.as_float() else {
-                    return reject!("{}() needs a number", func.name());
-                };
+                // Validation has refused arguments that cannot be numbers; one that has no
+                // numeric value in the data aggregates to null, which compares false.
+                let number = v
+                    .as_float()
+                    .unwrap_or(lit(datafusion::scalar::ScalarValue::Float64(None)));
                 let udaf = match func {
                     AggregateFn::Avg => avg_udaf(),
                     AggregateFn::Min => min_udaf(),

@@ -1,14 +1,16 @@
 //! Tag discovery narrowed by a filter: the distinct values of one field, or the attribute
 //! names, over the spans a `q` filter matches.
 
+use std::sync::Arc;
+
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::functions_aggregate::count::count_all;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, lit};
 use datafusion::scalar::ScalarValue;
 
-use super::Planner;
 use super::field::{FieldLowering, ident};
+use super::{Planner, StoredSpans};
 use crate::storage::schema::{self, ATTR_KINDS, attr_column};
 use crate::traceql::ast::{FieldExpr, FieldRef};
 
@@ -21,18 +23,18 @@ pub const VALUE_BOOL: &str = "value_bool";
 pub const VALUE_SPANS: &str = "spans";
 
 /// One row per distinct value of `field` over the spans of `scan` that pass `span_filter` (the
-/// time range) and `filter`, most frequent first. `schema` and `complete_columns` are those
-/// of [`FieldLowering::new`]. Values that are not strings, numbers or booleans (arrays,
+/// time range) and `filter`, most frequent first. `schema` and `stored` are those of
+/// [`FieldLowering::new`]. Values that are not strings, numbers or booleans (arrays,
 /// key-value lists) are left out, as are statuses and kinds, which have fixed keyword lists.
 pub fn field_values(
     scan: LogicalPlan,
     schema: SchemaRef,
-    complete_columns: &[String],
+    stored: &Arc<dyn StoredSpans>,
     span_filter: Option<Expr>,
     filter: Option<&FieldExpr>,
     field: &FieldRef,
 ) -> Result<LogicalPlan> {
-    let fields = FieldLowering::new(&schema, complete_columns);
+    let fields = FieldLowering::new(&schema, stored.as_ref());
     let value = fields.field(field)?;
     let typed = |e: &Option<Expr>, null: ScalarValue, name: &str| {
         e.clone().unwrap_or(lit(null)).alias(name)
@@ -48,7 +50,7 @@ pub fn field_values(
         .map(|c| ident(c).is_not_null())
         .reduce(Expr::or)
         .expect("four columns");
-    matching(scan, schema, complete_columns, span_filter, filter)?
+    matching(scan, schema, stored, span_filter, filter)?
         .project(columns)?
         .filter(any_value)?
         .aggregate(
@@ -82,7 +84,7 @@ pub struct NameSource {
 pub fn tag_names(
     scan: LogicalPlan,
     schema: SchemaRef,
-    complete_columns: &[String],
+    stored: &Arc<dyn StoredSpans>,
     span_filter: Option<Expr>,
     filter: Option<&FieldExpr>,
 ) -> Result<(LogicalPlan, Vec<NameSource>)> {
@@ -118,7 +120,7 @@ pub fn tag_names(
             });
         }
     }
-    let plan = matching(scan, schema, complete_columns, span_filter, filter)?
+    let plan = matching(scan, schema, stored, span_filter, filter)?
         .project(sources.iter().map(|s| ident(&s.column)))?
         .build()?;
     Ok((plan, sources))
@@ -128,14 +130,14 @@ pub fn tag_names(
 fn matching(
     scan: LogicalPlan,
     schema: SchemaRef,
-    complete_columns: &[String],
+    stored: &Arc<dyn StoredSpans>,
     span_filter: Option<Expr>,
     filter: Option<&FieldExpr>,
 ) -> Result<LogicalPlanBuilder> {
     match filter {
         Some(filter) => Ok(LogicalPlanBuilder::from(
             Planner::new(scan, schema, span_filter)
-                .with_complete_columns(complete_columns.to_vec())
+                .with_stored_spans(stored.clone())
                 .matching_spans(filter)?,
         )),
         None => {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
 use serde::{Deserialize, Serialize};
 
-use super::schema::{kind_name, status_name};
+use super::schema::{AttrKind, AttrKinds, kind_name, status_name};
 
 /// Distinct values tracked per key and type while a block is written; beyond this the key is
 /// marked truncated (its listed values are then a sample of the most frequent early ones).
@@ -349,6 +349,24 @@ impl TagCatalog {
         for (name, values) in &other.intrinsics {
             merge_values(self.intrinsics.entry(name.clone()).or_default(), values);
         }
+    }
+
+    /// The maps the values of `key` in `scope` are stored in; none where it never occurs.
+    pub fn kinds(&self, scope: TagScope, key: &str) -> AttrKinds {
+        let keys = self.keys(scope);
+        let Ok(i) = keys.binary_search_by(|e| e.key.as_str().cmp(key)) else {
+            return AttrKinds::NONE;
+        };
+        keys[i].types.iter().fold(AttrKinds::NONE, |kinds, name| {
+            kinds.with(match name.as_str() {
+                "string" => AttrKind::Str,
+                "int" => AttrKind::Int,
+                "float" => AttrKind::Float,
+                "bool" => AttrKind::Bool,
+                // Arrays, lists, bytes and values of no type are stored as JSON text.
+                _ => AttrKind::Other,
+            })
+        })
     }
 
     pub fn keys(&self, scope: TagScope) -> &[KeyEntry] {

@@ -1,4 +1,4 @@
-//! Trace by id from blocks. Pruning goes from cheap to dear: block metas (id range, time range),
+//! Reading blocks outside queries: trace by id, and the blocks' tag catalogs. Pruning goes from cheap to dear: block metas (id range, time range),
 //! the block's trace-id bloom filter (one small cached object), the row-group id ranges in the
 //! meta, then the page index of the sorted `trace_id` column, so only the pages around the
 //! trace are fetched. Spans found in several blocks are combined, deduplicated by span id and
@@ -21,8 +21,9 @@ use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use uuid::Uuid;
 
-use super::block::{BlockError, BlockMeta, DATA_FILE, read_bloom};
+use super::block::{BlockError, BlockMeta, DATA_FILE, read_bloom, read_catalog};
 use super::blocklist::Blocklist;
+use super::catalog::TagCatalog;
 use super::combine::{combine, span_count};
 use super::file_reader::BlockFileReader;
 use super::from_arrow::batches_to_otlp;
@@ -55,12 +56,29 @@ impl FoundTrace {
     }
 }
 
-/// Reads traces from a tenant's blocks, caching blooms and Parquet metadata across lookups.
+/// Reads traces and tag catalogs from a tenant's blocks, caching blooms, Parquet metadata and
+/// catalogs across requests.
 pub struct TraceReader {
     store: Arc<dyn ObjectStore>,
     blocklist: Arc<Blocklist>,
     blooms: moka::sync::Cache<Uuid, Arc<Sbbf>>,
     footers: moka::sync::Cache<Uuid, ArrowReaderMetadata>,
+    catalogs: moka::sync::Cache<Uuid, Arc<TagCatalog>>,
+    merged: moka::sync::Cache<(String, Vec<Uuid>), Arc<TagCatalog>>,
+}
+
+/// Block catalogs kept in memory: they are small and never change once written.
+const CATALOG_CACHE_ENTRIES: u64 = 10_000;
+/// Merged catalogs of block sets kept in memory: requests repeat over the same blocks, and
+/// merging a hundred catalogs costs more than a tag request otherwise does.
+const MERGED_CACHE_ENTRIES: u64 = 64;
+
+/// The tag catalog of a set of blocks.
+pub struct BlocksCatalog {
+    pub catalog: Arc<TagCatalog>,
+    /// Every block's catalog was read; otherwise the tags of those that could not be are
+    /// missing (the error is logged).
+    pub complete: bool,
 }
 
 /// Cached Parquet metadata (footer plus page index) across all blocks, by estimated bytes.
@@ -84,7 +102,55 @@ impl TraceReader {
                 })
                 .max_capacity(FOOTER_CACHE_BYTES)
                 .build(),
+            catalogs: moka::sync::Cache::new(CATALOG_CACHE_ENTRIES),
+            merged: moka::sync::Cache::new(MERGED_CACHE_ENTRIES),
         }
+    }
+
+    /// The merged tag catalog of `tenant`'s `blocks`. A block whose catalog cannot be read
+    /// costs its tags, with a logged error, never the whole request; the next request tries
+    /// it again.
+    pub async fn catalog_of(&self, tenant: &str, blocks: &[Arc<BlockMeta>]) -> BlocksCatalog {
+        let key = (
+            tenant.to_string(),
+            blocks.iter().map(|meta| meta.block_id).collect::<Vec<_>>(),
+        );
+        if let Some(catalog) = self.merged.get(&key) {
+            return BlocksCatalog {
+                catalog,
+                complete: true,
+            };
+        }
+        let mut catalog = TagCatalog::default();
+        let mut complete = true;
+        for meta in blocks {
+            match self.block_catalog(meta).await {
+                Ok(block) => catalog.merge(&block),
+                Err(error) => {
+                    tracing::error!(
+                        block = %meta.block_id,
+                        tenant = %meta.tenant_id,
+                        %error,
+                        "cannot read the block's tag catalog; its tags are left out"
+                    );
+                    complete = false;
+                }
+            }
+        }
+        let catalog = Arc::new(catalog);
+        if complete {
+            self.merged.insert(key, catalog.clone());
+        }
+        BlocksCatalog { catalog, complete }
+    }
+
+    async fn block_catalog(&self, meta: &BlockMeta) -> Result<Arc<TagCatalog>, BlockError> {
+        if let Some(catalog) = self.catalogs.get(&meta.block_id) {
+            return Ok(catalog);
+        }
+        let catalog = Arc::new(read_catalog(self.store.as_ref(), meta).await?);
+        self.catalogs.insert(meta.block_id, catalog.clone());
+        Ok(catalog)
     }
 
     pub fn blocklist(&self) -> &Arc<Blocklist> {

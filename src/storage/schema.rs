@@ -87,6 +87,31 @@ impl AttrKind {
     }
 }
 
+/// A set of [`AttrKind`]s: the maps an attribute's values may be in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttrKinds(u8);
+
+impl AttrKinds {
+    pub const NONE: AttrKinds = AttrKinds(0);
+    pub const ALL: AttrKinds = AttrKinds(0b11111);
+
+    pub fn with(self, kind: AttrKind) -> Self {
+        AttrKinds(self.0 | 1 << kind as u8)
+    }
+
+    pub fn union(self, other: AttrKinds) -> Self {
+        AttrKinds(self.0 | other.0)
+    }
+
+    pub fn contains(self, kind: AttrKind) -> bool {
+        self.0 & (1 << kind as u8) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
 /// Column name of an attribute map: `{prefix}_attr_{kind}`, e.g. `span_attr_int`, or inside
 /// an event or link struct `attr_int`.
 pub fn attr_column(prefix: &str, kind: AttrKind) -> String {

@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use tracefusion::config::DedicatedColumn;
 use tracefusion::exec::search::{SearchOptions, search, search_with_progress};
-use tracefusion::exec::session::span_session;
+use tracefusion::exec::sources::{SpanSource, span_session};
 use tracefusion::storage::{BlockOptions, Blocklist, TraceId, write_block};
 use tracefusion::traceql::compile;
 
@@ -255,7 +255,7 @@ const QUERIES: &[&str] = &[
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    ctx: datafusion::prelude::SessionContext,
+    ctx: SpanSource,
     reference: HashMap<TraceId, RefTrace>,
 }
 
@@ -306,7 +306,7 @@ async fn fixture_with(first_block_columns: Vec<DedicatedColumn>) -> Fixture {
 async fn session_over_blocks<'a>(
     store: Arc<dyn object_store::ObjectStore>,
     blocks: impl IntoIterator<Item = (&'a BTreeMap<TraceId, Vec<ResourceSpans>>, BlockOptions)>,
-) -> datafusion::prelude::SessionContext {
+) -> SpanSource {
     for (traces, options) in blocks {
         write_block(store.clone(), "single-tenant", options, traces.iter())
             .await
@@ -323,7 +323,7 @@ async fn session_over_blocks<'a>(
     .unwrap()
 }
 
-async fn engine(ctx: &datafusion::prelude::SessionContext, query: &str) -> Result<Matches, String> {
+async fn engine(ctx: &SpanSource, query: &str) -> Result<Matches, String> {
     let ast = compile(query).map_err(|e| e.to_string())?;
     let options = SearchOptions {
         limit: 100_000,
@@ -878,12 +878,13 @@ fn url_escape(s: &str) -> String {
 }
 
 /// The optimized logical plan of `query` over the fixture.
-async fn logical_plan(ctx: &datafusion::prelude::SessionContext, query: &str) -> String {
+async fn logical_plan(ctx: &SpanSource, query: &str) -> String {
     let ast = compile(query).unwrap();
     let plan = tracefusion::exec::search::plan(ctx, &ast, &SearchOptions::default())
         .await
         .unwrap();
-    ctx.state()
+    ctx.ctx
+        .state()
         .optimize(&plan.plan)
         .unwrap()
         .display_indent()
@@ -1003,6 +1004,14 @@ fn query_and_explain_commands_run_searches_from_the_command_line() {
         "the filter reaches the Parquet scan: {stdout}"
     );
 
+    // The catalogs hold `http.route` only as a span string: one read, no CASE over scopes.
+    let (ok, stdout, stderr) = run(&["explain", r#"{ .http.route = "/cart" }"#]);
+    assert!(ok, "{stderr}");
+    let logical = stdout.split("Physical plan:").next().unwrap();
+    assert!(!logical.contains("CASE"), "{logical}");
+    assert!(!logical.contains("resource_attr"), "{logical}");
+    assert!(!logical.contains("span_attr_int"), "{logical}");
+
     let (ok, _, stderr) = run(&["query", "{ .a = }"]);
     assert!(!ok);
     assert!(stderr.contains("line 1"), "{stderr}");
@@ -1010,10 +1019,7 @@ fn query_and_explain_commands_run_searches_from_the_command_line() {
 
 /// The 400 generated traces of seed 77 (each starts after the one before) in 25 blocks, as
 /// `layout` spreads them.
-async fn store_of_25_blocks(
-    dir: &std::path::Path,
-    layout: fn(usize) -> usize,
-) -> datafusion::prelude::SessionContext {
+async fn store_of_25_blocks(dir: &std::path::Path, layout: fn(usize) -> usize) -> SpanSource {
     let store = local_store(dir);
     let mut blocks: Vec<BTreeMap<TraceId, Vec<ResourceSpans>>> = vec![BTreeMap::new(); 25];
     let mut traces: Vec<_> = generate(77, 400).into_iter().collect();
@@ -1048,7 +1054,7 @@ async fn search_reads_newest_blocks_first_and_stops_when_settled() {
     let by_time = store_of_25_blocks(&dir.path().join("a"), |n| n / 16).await;
     // Round robin: every block spans the whole time range, so no block can be left out.
     let interleaved = store_of_25_blocks(&dir.path().join("b"), |n| n % 25).await;
-    let run = |ctx: &datafusion::prelude::SessionContext, query: &'static str, limit: usize| {
+    let run = |ctx: &SpanSource, query: &'static str, limit: usize| {
         let ctx = ctx.clone();
         async move {
             let options = SearchOptions {
@@ -1563,7 +1569,7 @@ async fn structural_operators_over_a_20_000_span_trace_take_near_linear_time() {
         ("{ } &~ { }", with_sibling),
     ];
 
-    async fn timed(ctx: &datafusion::prelude::SessionContext, query: &str) -> (usize, Duration) {
+    async fn timed(ctx: &SpanSource, query: &str) -> (usize, Duration) {
         let mut runs = Vec::new();
         let mut matched = 0;
         for _ in 0..3 {
@@ -1637,4 +1643,77 @@ fn the_tag_search_form_means_the_traceql_query_it_names() {
     };
     let err = bad.to_query().unwrap_err().to_string();
     assert!(err.contains("\"broken\""), "{err}");
+}
+
+/// Attributes are resolved against the blocks' tag catalogs, so a plan reads only the maps
+/// that hold them; a block whose catalog cannot be read puts every map back, so nothing it
+/// holds is missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attributes_resolve_against_the_tag_catalogs_and_an_unreadable_one_reads_every_map() {
+    use object_store::ObjectStoreExt;
+    use tracefusion::storage::block::TAGS_FILE;
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(dir.path());
+    let one = |trace: u8, resource: Vec<KeyValue>, attrs: Vec<KeyValue>| {
+        BTreeMap::from([(
+            edge_id(trace),
+            vec![batch(
+                trace,
+                "svc",
+                resource,
+                vec![span(1, None, "s", 2, attrs)],
+            )],
+        )])
+    };
+    // `.x` is a span string in one block and a resource int in the other.
+    let string_block = one(1, vec![], vec![kv("x", Value::StringValue("5".into()))]);
+    let int_block = one(2, vec![kv("x", Value::IntValue(5))], vec![]);
+    let mut metas = Vec::new();
+    for block in [&string_block, &int_block] {
+        let options = BlockOptions::default();
+        let meta = write_block(store.clone(), "single-tenant", options, block.iter())
+            .await
+            .unwrap();
+        metas.push(meta);
+    }
+    let open = || async {
+        let blocklist = Arc::new(Blocklist::new(store.clone()));
+        blocklist.poll().await.unwrap();
+        span_session(store.clone(), blocklist, "single-tenant", &[]).unwrap()
+    };
+    let found = |source: SpanSource| async move {
+        let result = search(
+            &source,
+            &compile("{ .x = 5 }").unwrap(),
+            &SearchOptions::default(),
+        )
+        .await
+        .unwrap();
+        let ids: Vec<TraceId> = result.traces.iter().map(|t| t.trace_id).collect();
+        (ids, logical_plan(&source, "{ .x = 5 }").await)
+    };
+
+    let (ids, plan) = found(open().await).await;
+    assert_eq!(ids, vec![edge_id(2)], "a string \"5\" never equals 5");
+    for (map, read) in [
+        ("span_attr_str", true),
+        ("resource_attr_int", true),
+        ("span_attr_int", false),
+        ("span_attr_float", false),
+        ("resource_attr_float", false),
+    ] {
+        assert_eq!(plan.contains(map), read, "{map} in\n{plan}");
+    }
+
+    let tags = metas[1].object(TAGS_FILE);
+    store.delete(&tags).await.unwrap();
+    let (ids, plan) = found(open().await).await;
+    assert_eq!(
+        ids,
+        vec![edge_id(2)],
+        "the block without a catalog is still searched"
+    );
+    for map in ["span_attr_int", "span_attr_float", "resource_attr_float"] {
+        assert!(plan.contains(map), "{map} in\n{plan}");
+    }
 }

@@ -8,7 +8,7 @@ use datafusion::arrow::datatypes::Int64Type;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use tracefusion::config::DedicatedColumn;
-use tracefusion::exec::session::span_session;
+use tracefusion::exec::sources::span_session;
 use tracefusion::storage::{BlockOptions, Blocklist, write_block};
 
 use crate::storage::{generate, local_store};
@@ -75,7 +75,8 @@ async fn sql_over_blocks_agrees_with_the_generated_spans() {
         "single-tenant",
         &DedicatedColumn::defaults(),
     )
-    .unwrap();
+    .unwrap()
+    .ctx;
     let all = spans(&traces);
 
     assert_eq!(
@@ -185,7 +186,9 @@ async fn start_time_filters_skip_blocks_by_meta() {
     metas.sort_by_key(|m| m.start_time);
     let blocklist = Arc::new(Blocklist::new(store.clone()));
     blocklist.poll().await.unwrap();
-    let ctx = span_session(store.clone(), blocklist, "single-tenant", &[]).unwrap();
+    let ctx = span_session(store.clone(), blocklist, "single-tenant", &[])
+        .unwrap()
+        .ctx;
 
     let last = &metas[3];
     let from = last.start_time.format("%Y-%m-%dT%H:%M:%S%.9fZ");
@@ -252,7 +255,9 @@ async fn trace_id_filters_open_only_blocks_that_may_hold_the_trace() {
     }
     let blocklist = Arc::new(Blocklist::new(store.clone()));
     blocklist.poll().await.unwrap();
-    let ctx = span_session(store.clone(), blocklist, "single-tenant", &[]).unwrap();
+    let ctx = span_session(store.clone(), blocklist, "single-tenant", &[])
+        .unwrap()
+        .ctx;
     let sql = format!("SELECT count(*) FROM spans WHERE trace_id = X'{id}'");
     let plan = ctx
         .sql(&format!("EXPLAIN {sql}"))
@@ -308,7 +313,7 @@ async fn trace_id_filters_open_only_blocks_that_may_hold_the_trace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_covers_live_data_and_blocks() {
     use std::time::Duration;
-    use tracefusion::exec::session::serving_session;
+    use tracefusion::exec::sources::serving_session;
     use tracefusion::storage::TraceReader;
 
     let dir = tempfile::tempdir().unwrap();
@@ -331,7 +336,8 @@ async fn spans_covers_live_data_and_blocks() {
         "single-tenant",
         &dedicated,
     )
-    .unwrap();
+    .unwrap()
+    .ctx;
 
     let traces = generate(91, 300);
     let entries: Vec<_> = traces.iter().map(|(k, v)| (*k, v.clone())).collect();
@@ -464,7 +470,7 @@ impl object_store::ObjectStore for HeldCommitStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_being_committed_is_read_once() {
     use std::time::Duration;
-    use tracefusion::exec::session::serving_session;
+    use tracefusion::exec::sources::serving_session;
     use tracefusion::storage::TraceReader;
 
     let dir = tempfile::tempdir().unwrap();
@@ -491,7 +497,8 @@ async fn a_block_being_committed_is_read_once() {
         "single-tenant",
         &DedicatedColumn::defaults(),
     )
-    .unwrap();
+    .unwrap()
+    .ctx;
     let traces = generate(92, 200);
     ingester
         .push("single-tenant", traces.clone())
@@ -532,7 +539,7 @@ async fn a_block_being_committed_is_read_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_kept_between_queries_follow_every_change() {
     use std::time::Duration;
-    use tracefusion::exec::session::serving_session;
+    use tracefusion::exec::sources::serving_session;
     use tracefusion::storage::TraceReader;
 
     let dir = tempfile::tempdir().unwrap();
@@ -555,7 +562,8 @@ async fn rows_kept_between_queries_follow_every_change() {
         "single-tenant",
         &DedicatedColumn::defaults(),
     )
-    .unwrap();
+    .unwrap()
+    .ctx;
     let sql = "SELECT count(*) FROM spans";
     let traces = generate(93, 400);
     let entries: Vec<_> = traces.iter().map(|(k, v)| (*k, v.clone())).collect();
