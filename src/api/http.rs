@@ -56,10 +56,16 @@ pub fn router(
     );
     let search_routes = Router::new()
         .route("/api/search", get(s::search))
-        .route("/api/search/tags", get(s::tags_v1))
-        .route("/api/v2/search/tags", get(s::tags_v2))
-        .route("/api/search/tag/{name}/values", get(s::tag_values_v1))
-        .route("/api/v2/search/tag/{name}/values", get(s::tag_values_v2))
+        .route("/api/search/tags", get(super::tags::tags_v1))
+        .route("/api/v2/search/tags", get(super::tags::tags_v2))
+        .route(
+            "/api/search/tag/{name}/values",
+            get(super::tags::tag_values_v1),
+        )
+        .route(
+            "/api/v2/search/tag/{name}/values",
+            get(super::tags::tag_values_v2),
+        )
         .with_state(search);
     let trace_routes = Router::new()
         .route("/api/traces/{id}", get(super::traces::trace_v1))

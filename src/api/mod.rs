@@ -6,5 +6,6 @@ pub mod grpc;
 pub mod http;
 pub mod otlp_json;
 pub mod search;
+pub mod tags;
 pub mod tempopb;
 pub mod traces;

@@ -1,12 +1,11 @@
-//! Search and tag discovery: `GET /api/search` (TraceQL `q`, or the legacy `tags` form),
-//! `/api/search/tags`, `/api/v2/search/tags`, `/api/search/tag/{name}/values` and
-//! `/api/v2/search/tag/{name}/values`, in Tempo's JSON shapes (Grafana's strict decoder
-//! rejects unknown fields, so only Tempo's fields are written, zero values left out).
+//! Search over HTTP: `GET /api/search` (TraceQL `q`, or the legacy `tags` form) in Tempo's
+//! JSON or protobuf shape (Grafana's strict decoder rejects unknown fields, so only Tempo's
+//! fields are written, zero values left out).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value as Json, json};
@@ -16,48 +15,14 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 
 use super::tempopb;
 use crate::exec::error::ReadError;
-use crate::exec::request::{SearchQuery, SearchRequest, TagSearch, TimeRange};
+use crate::exec::request::{SearchQuery, SearchRequest, TagSearch};
 use crate::exec::runner::QueryRunner;
 use crate::exec::search::{AttrValue, SearchResult, SearchStats, TraceMatch};
 use crate::exec::sources::QuerySources;
-use crate::exec::values;
-use crate::storage::catalog::{TagScope, TagValue};
-use crate::traceql::ast::{
-    AttributeScope, BinaryOp, CmpOp, FieldExpr, FieldRef, Intrinsic, RootExpr, Stage, Static,
-};
-use crate::traceql::autocomplete_filter;
+use crate::exec::tags::TagSources;
 
 /// Root service name of a trace whose root span has not arrived, as Tempo writes it.
 const NO_ROOT: &str = "<root span not yet received>";
-
-/// The intrinsics tag discovery lists, as Tempo lists them.
-const INTRINSIC_TAGS: [&str; 25] = [
-    "duration",
-    "event:name",
-    "event:timeSinceStart",
-    "instrumentation:name",
-    "instrumentation:version",
-    "kind",
-    "link:spanID",
-    "link:traceID",
-    "name",
-    "rootName",
-    "rootServiceName",
-    "span:duration",
-    "span:id",
-    "span:kind",
-    "span:name",
-    "span:parentID",
-    "span:status",
-    "span:statusMessage",
-    "status",
-    "statusMessage",
-    "trace:duration",
-    "trace:id",
-    "trace:rootName",
-    "trace:rootService",
-    "traceDuration",
-];
 
 #[derive(Clone)]
 pub struct SearchState {
@@ -67,7 +32,18 @@ pub struct SearchState {
     pub runner: Arc<QueryRunner>,
 }
 
-fn json_response(body: Json) -> Response {
+impl SearchState {
+    /// What `tenant`'s tag requests read.
+    pub fn tag_sources<'a>(&'a self, tenant: &'a str) -> TagSources<'a> {
+        TagSources {
+            sources: &self.sources,
+            runner: &self.runner,
+            tenant,
+        }
+    }
+}
+
+pub(crate) fn json_response(body: Json) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
@@ -75,14 +51,10 @@ fn json_response(body: Json) -> Response {
         .into_response()
 }
 
-/// `start`/`end` as a searchable range in Unix nanoseconds.
-fn search_range(params: &HashMap<String, String>) -> Result<Option<(i64, i64)>, ReadError> {
-    time_range(params)?
-        .map(|range| range.searchable().map(TimeRange::nanos))
-        .transpose()
-}
-
-fn positive(params: &HashMap<String, String>, name: &str) -> Result<Option<usize>, ReadError> {
+pub(crate) fn positive(
+    params: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<usize>, ReadError> {
     match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => v.parse::<u32>().map(|n| Some(n as usize)).map_err(|_| {
@@ -324,7 +296,7 @@ fn key_values(attrs: &[(String, AttrValue)]) -> Json {
 }
 
 /// Sets `key` unless the value is zero or empty, as protobuf JSON leaves defaults out.
-fn put(object: &mut Map<String, Json>, key: &str, value: Json) {
+pub(crate) fn put(object: &mut Map<String, Json>, key: &str, value: Json) {
     let empty = match &value {
         Json::Null => true,
         Json::String(s) => s.is_empty() || s == "0",
@@ -430,417 +402,4 @@ pub fn search_response(result: &SearchResult, total_blocks: usize) -> Json {
         "traces": result.traces.iter().map(trace_json).collect::<Vec<_>>(),
         "metrics": metrics,
     })
-}
-
-fn tag_scope(name: &str) -> Result<Option<TagScope>, String> {
-    Ok(match name {
-        "" | "none" | "all" | "intrinsic" => None,
-        "resource" => Some(TagScope::Resource),
-        "span" => Some(TagScope::Span),
-        "event" => Some(TagScope::Event),
-        "link" => Some(TagScope::Link),
-        "instrumentation" => Some(TagScope::Instrumentation),
-        other => {
-            return Err(format!(
-                "invalid scope {other:?}: expected resource, span, event, link, instrumentation, intrinsic or none"
-            ));
-        }
-    })
-}
-
-fn scope_name(scope: TagScope) -> &'static str {
-    match scope {
-        TagScope::Resource => "resource",
-        TagScope::Span => "span",
-        TagScope::Event => "event",
-        TagScope::Link => "link",
-        TagScope::Instrumentation => "instrumentation",
-    }
-}
-
-fn metadata_metrics(blocks: usize, block_bytes: u64) -> Json {
-    let mut metrics = Map::new();
-    put(&mut metrics, "totalBlocks", json!(blocks));
-    put(
-        &mut metrics,
-        "totalBlockBytes",
-        json!(block_bytes.to_string()),
-    );
-    Json::Object(metrics)
-}
-
-async fn catalog(
-    state: &SearchState,
-    headers: &HeaderMap,
-    params: &HashMap<String, String>,
-) -> Result<crate::exec::sources::MergedCatalog, ReadError> {
-    let tenant = tenant_of(headers, state.multitenancy)?;
-    let range = search_range(params)?;
-    Ok(state.sources.tag_catalog(&tenant, range).await?)
-}
-
-/// The `scope` parameter checked, and the catalog to list tags from.
-async fn scoped_catalog(
-    state: &SearchState,
-    headers: &HeaderMap,
-    params: &HashMap<String, String>,
-    scope_param: &str,
-) -> Result<(Option<TagScope>, crate::exec::sources::MergedCatalog), ReadError> {
-    let only = tag_scope(scope_param).map_err(ReadError::Invalid)?;
-    Ok((only, catalog(state, headers, params).await?))
-}
-
-/// `GET /api/search/tags`: attribute names, unscoped.
-pub async fn tags_v1(
-    State(state): State<SearchState>,
-    Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Result<Response, ReadError> {
-    let scope_param = params.get("scope").map(String::as_str).unwrap_or("");
-    let (only, merged) = scoped_catalog(&state, &headers, &params, scope_param).await?;
-    let mut names = BTreeSet::new();
-    if scope_param == "intrinsic" {
-        names.extend(INTRINSIC_TAGS.iter().map(|s| s.to_string()));
-    } else {
-        for scope in TagScope::ALL {
-            if only.is_none_or(|o| o == scope) {
-                names.extend(merged.catalog.keys(scope).iter().map(|k| k.key.clone()));
-            }
-        }
-    }
-    Ok(json_response(json!({
-        "tagNames": names,
-        "metrics": metadata_metrics(merged.blocks, merged.block_bytes),
-    })))
-}
-
-/// `GET /api/v2/search/tags`: attribute names per scope, and the intrinsics; with a `q`
-/// filter, only the names on the spans it matches.
-pub async fn tags_v2(
-    State(state): State<SearchState>,
-    Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Result<Response, ReadError> {
-    let scope_param = params.get("scope").map(String::as_str).unwrap_or("");
-    let only = tag_scope(scope_param).map_err(ReadError::Invalid)?;
-    let (mut names, metrics) = scoped_names(&state, &headers, &params).await?;
-    let mut scopes = Vec::new();
-    if scope_param != "intrinsic" {
-        for scope in TagScope::ALL {
-            let name = scope_name(scope);
-            if only.is_none_or(|o| o == scope)
-                && let Some(tags) = names.remove(name).filter(|t| !t.is_empty())
-            {
-                scopes.push(json!({"name": name, "tags": tags}));
-            }
-        }
-    }
-    if only.is_none() {
-        scopes.push(json!({"name": "intrinsic", "tags": INTRINSIC_TAGS}));
-    }
-    Ok(json_response(json!({"scopes": scopes, "metrics": metrics})))
-}
-
-/// Attribute names by scope name with the response metrics: those on the spans the `q`
-/// filter matches when it has one (read from span data), else from the tag catalogs.
-async fn scoped_names(
-    state: &SearchState,
-    headers: &HeaderMap,
-    params: &HashMap<String, String>,
-) -> Result<(HashMap<&'static str, BTreeSet<String>>, Json), ReadError> {
-    if let Some(filter) = params.get("q").and_then(|q| autocomplete_filter(q)) {
-        let (tenant, source, start, end) = span_data(state, headers, params).await?;
-        let work = async move { values::tag_names(&source, Some(&filter), start, end).await };
-        match state
-            .runner
-            .admit_and_run(&tenant, work)
-            .await
-            .map_err(ReadError::from)
-        {
-            Ok(found) => {
-                let metrics = inspected_metrics(found.inspected_bytes);
-                return Ok((found.scopes.into_iter().collect(), metrics));
-            }
-            // A filter that cannot be planned leaves the names unfiltered, as Tempo's does.
-            Err(ReadError::Invalid(_)) => {}
-            Err(other) => return Err(other),
-        }
-    }
-    let merged = catalog(state, headers, params).await?;
-    let names = TagScope::ALL
-        .into_iter()
-        .map(|scope| {
-            let keys = merged.catalog.keys(scope).iter().map(|k| k.key.clone());
-            (scope_name(scope), keys.collect())
-        })
-        .collect();
-    Ok((names, metadata_metrics(merged.blocks, merged.block_bytes)))
-}
-
-/// Typed values of one field: `(type, value)` as Tempo's v2 lists them, most frequent first.
-fn field_values(
-    catalog: &crate::storage::TagCatalog,
-    field: &FieldRef,
-) -> Vec<(&'static str, String)> {
-    let typed = |v: &TagValue| match v {
-        TagValue::String(s) => ("string", s.clone()),
-        TagValue::Int(i) => ("int", i.to_string()),
-        TagValue::Float(f) => ("float", crate::float_text::to_text(*f)),
-        TagValue::Bool(b) => ("bool", b.to_string()),
-    };
-    let attribute = |scopes: &[TagScope], name: &str| {
-        let mut out: Vec<(&'static str, String)> = Vec::new();
-        for scope in scopes {
-            if let Some(entry) = catalog.keys(*scope).iter().find(|k| k.key == name) {
-                for v in &entry.values {
-                    let t = typed(&v.value);
-                    if !out.contains(&t) {
-                        out.push(t);
-                    }
-                }
-            }
-        }
-        out
-    };
-    let intrinsic = |key: &str| -> Vec<(&'static str, String)> {
-        catalog
-            .intrinsics
-            .get(key)
-            .map(|values| values.iter().map(|v| typed(&v.value)).collect())
-            .unwrap_or_default()
-    };
-    let keywords = |words: &[&str]| words.iter().map(|w| ("keyword", w.to_string())).collect();
-    match field {
-        FieldRef::Attribute(a) => match a.scope {
-            AttributeScope::None => attribute(&TagScope::ALL, &a.name),
-            AttributeScope::Span => attribute(&[TagScope::Span], &a.name),
-            AttributeScope::Resource => attribute(&[TagScope::Resource], &a.name),
-            AttributeScope::Event => attribute(&[TagScope::Event], &a.name),
-            AttributeScope::Link => attribute(&[TagScope::Link], &a.name),
-            AttributeScope::Instrumentation => attribute(&[TagScope::Instrumentation], &a.name),
-        },
-        FieldRef::Intrinsic(i) => match i {
-            Intrinsic::Status => keywords(&["ok", "error", "unset"]),
-            Intrinsic::Kind => keywords(&[
-                "client",
-                "server",
-                "producer",
-                "consumer",
-                "internal",
-                "unspecified",
-            ]),
-            Intrinsic::Name => intrinsic("name"),
-            Intrinsic::EventName => intrinsic("event:name"),
-            Intrinsic::TraceRootService => attribute(&[TagScope::Resource], "service.name"),
-            _ => Vec::new(),
-        },
-    }
-}
-
-/// A TraceQL identifier (`.a`, `resource.service.name`, `span:status`) as a field.
-fn parse_identifier(text: &str) -> Result<FieldRef, String> {
-    let parsed = crate::traceql::parse(&format!("select({text})"))
-        .map_err(|e| format!("invalid tag {text:?}: {}", e.message))?;
-    match parsed.expr {
-        RootExpr::Pipeline(p) => match p.stages.as_slice() {
-            [Stage::Select(fields)] if fields.len() == 1 => Ok(fields[0].clone()),
-            _ => Err(format!(
-                "invalid tag {text:?}: expected one attribute or intrinsic"
-            )),
-        },
-        _ => Err(format!(
-            "invalid tag {text:?}: expected one attribute or intrinsic"
-        )),
-    }
-}
-
-fn limited<T>(mut values: Vec<T>, params: &HashMap<String, String>) -> Result<Vec<T>, ReadError> {
-    if let Some(limit) = positive(params, "limit")?.filter(|&n| n > 0) {
-        values.truncate(limit);
-    }
-    Ok(values)
-}
-
-/// `GET /api/search/tag/{name}/values`: the values of a plain attribute name, as strings.
-pub async fn tag_values_v1(
-    State(state): State<SearchState>,
-    Path(name): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Result<Response, ReadError> {
-    let field = match name.as_str() {
-        "name" | "status" | "kind" => parse_identifier(&name),
-        _ => parse_identifier(&format!(".{}", quote_attribute(&name))),
-    }
-    .map_err(ReadError::Invalid)?;
-    let (typed, metrics) = typed_values(&state, &headers, &params, &field).await?;
-    let mut values: Vec<String> = Vec::new();
-    for (_, v) in typed {
-        if !values.contains(&v) {
-            values.push(v);
-        }
-    }
-    let values = limited(values, &params)?;
-    Ok(json_response(
-        json!({"tagValues": values, "metrics": metrics}),
-    ))
-}
-
-/// An attribute name as a quoted TraceQL segment, so any name parses.
-fn quote_attribute(name: &str) -> String {
-    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// `GET /api/v2/search/tag/{name}/values`: typed values of a TraceQL identifier.
-pub async fn tag_values_v2(
-    State(state): State<SearchState>,
-    Path(name): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Result<Response, ReadError> {
-    let field = parse_identifier(&name).map_err(ReadError::Invalid)?;
-    let (typed, metrics) = typed_values(&state, &headers, &params, &field).await?;
-    let values: Vec<Json> = typed
-        .into_iter()
-        .map(|(t, v)| json!({"type": t, "value": v}))
-        .collect();
-    let values = limited(values, &params)?;
-    Ok(json_response(
-        json!({"tagValues": values, "metrics": metrics}),
-    ))
-}
-
-/// The typed values of `field` with the response metrics: narrowed by the `q` filter when it
-/// has one (read from span data), else from the tag catalogs.
-async fn typed_values(
-    state: &SearchState,
-    headers: &HeaderMap,
-    params: &HashMap<String, String>,
-    field: &FieldRef,
-) -> Result<(Vec<(&'static str, String)>, Json), ReadError> {
-    let filter = params.get("q").and_then(|q| autocomplete_filter(q));
-    if let Some(filter) = filter
-        && let Some(narrowed) = narrowed_values(state, headers, params, &filter, field).await?
-    {
-        return Ok(narrowed);
-    }
-    let merged = catalog(state, headers, params).await?;
-    Ok((
-        field_values(&merged.catalog, field),
-        metadata_metrics(merged.blocks, merged.block_bytes),
-    ))
-}
-
-/// The values of `field` on the spans `filter` matches; `None` where the catalog answers as
-/// well (statuses and kinds have fixed lists, durations none) or span data cannot (the values
-/// of event and link fields: a span has many).
-async fn narrowed_values(
-    state: &SearchState,
-    headers: &HeaderMap,
-    params: &HashMap<String, String>,
-    filter: &FieldExpr,
-    field: &FieldRef,
-) -> Result<Option<(Vec<(&'static str, String)>, Json)>, ReadError> {
-    if let FieldRef::Intrinsic(
-        Intrinsic::Status | Intrinsic::Kind | Intrinsic::Duration | Intrinsic::TraceDuration,
-    ) = field
-    {
-        return Ok(None);
-    }
-    // `{ .a = "x" && … }` asks for the values of `.a`: only "x" can match.
-    if let Some(value) = required_value(filter, field) {
-        return Ok(Some((vec![value], json!({}))));
-    }
-    let (tenant, source, start, end) = span_data(state, headers, params).await?;
-    let (filter, field) = (filter.clone(), field.clone());
-    let work =
-        async move { values::field_values(&source, Some(&filter), &field, start, end).await };
-    match state
-        .runner
-        .admit_and_run(&tenant, work)
-        .await
-        .map_err(ReadError::from)
-    {
-        Ok(found) => {
-            let typed = found.values.iter().map(typed_attr_value).collect();
-            Ok(Some((typed, inspected_metrics(found.inspected_bytes))))
-        }
-        // A filter that cannot be planned leaves the values unnarrowed.
-        Err(ReadError::Invalid(_)) => Ok(None),
-        Err(other) => Err(other),
-    }
-}
-
-/// The tenant, what a query of its span data reads, and the request's time range (Unix nanoseconds).
-async fn span_data(
-    state: &SearchState,
-    headers: &HeaderMap,
-    params: &HashMap<String, String>,
-) -> Result<
-    (
-        String,
-        crate::exec::sources::SpanSource,
-        Option<i64>,
-        Option<i64>,
-    ),
-    ReadError,
-> {
-    let tenant = tenant_of(headers, state.multitenancy)?;
-    let range = search_range(params)?;
-    let source = state.sources.session(&tenant)?;
-    Ok((tenant, source, range.map(|r| r.0), range.map(|r| r.1)))
-}
-
-/// The metrics of a tags or tag-values answer read from span data.
-fn inspected_metrics(bytes: u64) -> Json {
-    let mut metrics = Map::new();
-    put(&mut metrics, "inspectedBytes", json!(bytes.to_string()));
-    Json::Object(metrics)
-}
-
-/// The literal `field` must equal for `filter` to match: a `field = literal` among the
-/// filter's `&&` conditions.
-fn required_value(filter: &FieldExpr, field: &FieldRef) -> Option<(&'static str, String)> {
-    match filter {
-        FieldExpr::Binary {
-            op: BinaryOp::And,
-            lhs,
-            rhs,
-            ..
-        } => required_value(lhs, field).or_else(|| required_value(rhs, field)),
-        FieldExpr::Binary {
-            op: BinaryOp::Cmp(CmpOp::Eq),
-            lhs,
-            rhs,
-            ..
-        } => match (lhs.as_ref(), rhs.as_ref()) {
-            (FieldExpr::Field(f, _), FieldExpr::Static(s))
-            | (FieldExpr::Static(s), FieldExpr::Field(f, _))
-                if f == field =>
-            {
-                typed_static(s)
-            }
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn typed_static(s: &Static) -> Option<(&'static str, String)> {
-    Some(match s {
-        Static::String(v) => ("string", v.clone()),
-        Static::Int(v) => ("int", v.to_string()),
-        Static::Float(v) => ("float", crate::float_text::to_text(*v)),
-        Static::Bool(v) => ("bool", v.to_string()),
-        _ => return None,
-    })
-}
-
-fn typed_attr_value(v: &AttrValue) -> (&'static str, String) {
-    match v {
-        AttrValue::String(s) => ("string", s.clone()),
-        AttrValue::Int(i) => ("int", i.to_string()),
-        AttrValue::Float(f) => ("float", crate::float_text::to_text(*f)),
-        AttrValue::Bool(b) => ("bool", b.to_string()),
-    }
 }

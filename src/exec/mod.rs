@@ -9,5 +9,6 @@ pub mod session;
 pub mod sources;
 pub mod structural;
 pub mod table;
+pub mod tags;
 pub mod values;
 pub mod yield_points;

@@ -277,7 +277,7 @@ impl Planner {
                     }
                 }
                 // Selected fields are added to the result's spans at the end.
-                Stage::Select(_) => rel,
+                Stage::Select { .. } => rel,
             };
         }
         Ok(rel)
@@ -915,7 +915,9 @@ fn collect_shown_fields(query: &Query, out: &mut Vec<(FieldRef, ShownTypes)>) {
         for stage in &p.stages {
             match stage {
                 Stage::Spanset(s) => spanset(out, s),
-                Stage::Select(fields) => fields.iter().for_each(|f| push(out, f, ShownTypes::ALL)),
+                Stage::Select { fields, .. } => {
+                    fields.iter().for_each(|f| push(out, f, ShownTypes::ALL))
+                }
                 Stage::ScalarFilter(_) | Stage::GroupBy { .. } | Stage::Coalesce => {}
             }
         }

@@ -55,7 +55,10 @@ pub enum Stage {
     /// `coalesce()`: merge a trace's spansets back into one.
     Coalesce,
     /// `select(a, b, …)`: add fields to the returned spans.
-    Select(Vec<FieldRef>),
+    Select {
+        fields: Vec<FieldRef>,
+        pos: Pos,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@ mod validate;
 
 pub use error::{ErrorKind, TraceqlError};
 pub use lenient::autocomplete_filter;
-pub use parser::{MAX_NESTING, parse};
+pub use parser::{MAX_NESTING, parse, parse_field};
 pub use validate::validate;
 
 /// Parses and validates: the one call a query path needs.

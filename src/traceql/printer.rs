@@ -56,7 +56,7 @@ impl Display for Stage {
             Stage::ScalarFilter(s) => write!(f, "{} {} {}", s.lhs, s.op.symbol(), s.rhs),
             Stage::GroupBy { expr, .. } => write!(f, "by({expr})"),
             Stage::Coalesce => f.write_str("coalesce()"),
-            Stage::Select(fields) => write!(f, "select({})", list(fields)),
+            Stage::Select { fields, .. } => write!(f, "select({})", list(fields)),
         }
     }
 }

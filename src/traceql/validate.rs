@@ -80,6 +80,7 @@ fn pipeline(p: &Pipeline) -> Checked {
             Stage::ScalarFilter(f) => scalar_filter(f)?,
             Stage::GroupBy { expr, pos } => {
                 type_of(expr)?;
+                outside_filter(expr, *pos, "by()")?;
                 if !references_span(expr) {
                     return invalid(
                         *pos,
@@ -88,9 +89,10 @@ fn pipeline(p: &Pipeline) -> Checked {
                 }
             }
             Stage::Coalesce => {}
-            Stage::Select(fields) => {
+            Stage::Select { fields, pos } => {
                 for field in fields {
-                    field_ref(field, Pos::default())?;
+                    field_ref(field, *pos)?;
+                    outside_filter(&FieldExpr::Field(field.clone(), *pos), *pos, "select()")?;
                 }
             }
         }
@@ -146,6 +148,7 @@ fn scalar_expr(expr: &ScalarExpr) -> Checked {
 
 fn aggregate(a: &Aggregate) -> Checked {
     let Some(arg) = &a.arg else { return Ok(()) };
+    outside_filter(arg, a.pos, &format!("{}()", a.func.name()))?;
     match type_of(arg)? {
         Type::Int | Type::Float | Type::Duration | Type::Attribute => {}
         other => {
@@ -166,6 +169,42 @@ fn aggregate(a: &Aggregate) -> Checked {
         );
     }
     Ok(())
+}
+
+/// Event and link fields are read one event (link) at a time, which only a span filter does:
+/// elsewhere a span has many of them.
+fn outside_filter(expr: &FieldExpr, pos: Pos, what: &str) -> Checked {
+    match expr {
+        FieldExpr::Static(_) => Ok(()),
+        FieldExpr::Field(field, _) => {
+            let many = match field {
+                FieldRef::Attribute(Attribute {
+                    scope: AttributeScope::Event,
+                    ..
+                })
+                | FieldRef::Intrinsic(Intrinsic::EventName | Intrinsic::EventTimeSinceStart) => {
+                    "events"
+                }
+                FieldRef::Attribute(Attribute {
+                    scope: AttributeScope::Link,
+                    ..
+                })
+                | FieldRef::Intrinsic(Intrinsic::LinkTraceId | Intrinsic::LinkSpanId) => "links",
+                _ => return Ok(()),
+            };
+            unsupported(
+                pos,
+                format!(
+                    "{field} in {what} is not yet supported: a span has many {many}; use it in a span filter {{ … }}"
+                ),
+            )
+        }
+        FieldExpr::Binary { lhs, rhs, .. } => {
+            outside_filter(lhs, pos, what)?;
+            outside_filter(rhs, pos, what)
+        }
+        FieldExpr::Unary { expr, .. } => outside_filter(expr, pos, what),
+    }
 }
 
 /// Does the expression read anything from the span (an attribute or an intrinsic)?

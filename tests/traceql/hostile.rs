@@ -277,10 +277,10 @@ async fn hostile_queries_are_answered_or_refused_and_the_server_stays_up() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn queries_stop_at_the_timeout_and_when_the_client_goes_away() {
-    // Seconds of sorting and windows over 6 000 traces after a plan of a fraction of one (a
+    // Seconds of structural joins over 6 000 traces after a plan of a fraction of one (a
     // plan is made in one step that cannot be cancelled): a client that goes away finds the
     // query executing.
-    let heavy = spansets("~", 1);
+    let heavy = spansets(">>", MAX_QUERY_OPERATORS);
     let mut server = server(6000, "query_frontend:\n  search:\n    query_timeout: 1s\n").await;
 
     // Past the timeout: 504 with the key to raise, soon after the timeout; `/ready` answers

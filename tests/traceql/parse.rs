@@ -578,7 +578,10 @@ fn query() -> impl Strategy<Value = Query> {
             expr,
             pos: Pos::default()
         }),
-        proptest::collection::vec(field_ref(), 1..3).prop_map(Stage::Select),
+        proptest::collection::vec(field_ref(), 1..3).prop_map(|fields| Stage::Select {
+            fields,
+            pos: Pos::default(),
+        }),
         (1i64..100).prop_map(|n| Stage::ScalarFilter(ScalarFilter {
             op: CmpOp::Gt,
             lhs: ScalarExpr::Aggregate(Aggregate {

@@ -699,7 +699,7 @@ impl RefTrace {
                     let spans = sets.iter().fold(vec![], |acc, s| union(&acc, &s.spans));
                     vec![Set { key: vec![], spans }]
                 }
-                Stage::Select(_) => sets,
+                Stage::Select { .. } => sets,
             };
             sets.retain(|s| !s.spans.is_empty());
         }

@@ -835,7 +835,15 @@ async fn search_and_tag_apis_answer_as_tempo_does() {
         ),
         (
             format!("/api/search?q={}", encoded("{ } | by(event:name)")),
-            "can only be used in a span filter",
+            "line 1, col 7: event:name in by() is not yet supported",
+        ),
+        (
+            format!("/api/search?q={}", encoded("{ }\n| avg(link.weight) > 1")),
+            "line 2, col 3: link.weight in avg()",
+        ),
+        (
+            format!("/api/search?q={}", encoded("{ } | select(event.x)")),
+            "col 7: event.x in select()",
         ),
         (
             format!(

@@ -16,7 +16,7 @@ use std::cell::Cell;
 
 use nom::error::{ErrorKind as NomErrorKind, ParseError};
 
-use super::ast::{Pos, Query};
+use super::ast::{FieldRef, Pos, Query};
 use super::bounds;
 use super::error::{ErrorKind, TraceqlError};
 use super::lexer::{Token, TokenKind, tokenize};
@@ -38,6 +38,22 @@ pub fn parse(query: &str) -> Result<Query, TraceqlError> {
     let result = root::query(&tokens);
     match result {
         Ok((_, query)) => Ok(query),
+        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => Err(e.into_traceql(&tokens)),
+        Err(nom::Err::Incomplete(_)) => unreachable!("complete input"),
+    }
+}
+
+/// Parses one attribute or intrinsic (`.a`, `resource.service.name`, `span:status`), as tag
+/// discovery names the field it lists values of.
+pub fn parse_field(text: &str) -> Result<FieldRef, TraceqlError> {
+    bounds::check_size(text)?;
+    let tokens = tokenize(text)?;
+    let result = field::field_ref(&tokens).and_then(|(rest, field)| match peek(rest) {
+        TokenKind::Eof => Ok((rest, field)),
+        _ => expected(rest, "end of the field"),
+    });
+    match result {
+        Ok((_, field)) => Ok(field),
         Err(nom::Err::Error(e) | nom::Err::Failure(e)) => Err(e.into_traceql(&tokens)),
         Err(nom::Err::Incomplete(_)) => unreachable!("complete input"),
     }

@@ -105,7 +105,10 @@ fn stage(node: &Node, first: bool) -> Shaped<Stage> {
         }),
         Node::Coalesce(pos) if first => err(*pos, "a pipeline cannot start with coalesce()"),
         Node::Coalesce(_) => Ok(Stage::Coalesce),
-        Node::Select(fields, _) => Ok(Stage::Select(fields.clone())),
+        Node::Select(fields, pos) => Ok(Stage::Select {
+            fields: fields.clone(),
+            pos: *pos,
+        }),
         Node::Aggregate(a) => err(
             a.pos,
             format!(
