@@ -10,7 +10,8 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tracefusion"))
 }
 
-/// A TCP port that was free a moment ago on the loopback interface, never handed out twice
+/// A TCP port that was free a moment ago on the loopback interface, with the port after it
+/// (servers configured from one port also listen on the next), never handed out twice
 /// by this process. Ports come from below the kernel's ephemeral range (32768 and up), so
 /// no outgoing connection or `bind(0)` of a concurrent test takes one between this check
 /// and the server's bind; the start point depends on the process id, so two test runs on
@@ -26,9 +27,11 @@ pub fn free_port() -> u16 {
         Ordering::SeqCst,
         Ordering::SeqCst,
     );
+    // Ports come in pairs: servers configured from one port listen on it and on the next.
     loop {
-        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let port = (FIRST + NEXT.fetch_add(2, Ordering::SeqCst) % COUNT) as u16;
+        let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free(port) && free(port + 1) {
             return port;
         }
     }
