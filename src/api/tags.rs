@@ -23,8 +23,15 @@ fn searchable_range(params: &HashMap<String, String>) -> Result<Option<TimeRange
     time_range(params)?.map(TimeRange::searchable).transpose()
 }
 
-fn scopes(params: &HashMap<String, String>) -> Result<Scopes, ReadError> {
-    Scopes::parse(params.get("scope").map(String::as_str).unwrap_or(""))
+fn tags_request(
+    params: &HashMap<String, String>,
+    filter: Option<crate::traceql::ast::FieldExpr>,
+) -> Result<TagsRequest, ReadError> {
+    Ok(TagsRequest {
+        scopes: Scopes::parse(params.get("scope").map(String::as_str).unwrap_or(""))?,
+        filter,
+        range: searchable_range(params)?,
+    })
 }
 
 /// Grafana's `q` while it is typed: the span filter it amounts to, if any.
@@ -65,11 +72,7 @@ pub async fn tags_v1(
     headers: HeaderMap,
 ) -> Result<Response, ReadError> {
     let tenant = tenant_of(&headers, state.multitenancy)?;
-    let request = TagsRequest {
-        scopes: scopes(&params)?,
-        filter: None,
-        range: searchable_range(&params)?,
-    };
+    let request = tags_request(&params, None)?;
     let found = state.tag_sources(&tenant).names(&request).await?;
     let mut names = BTreeSet::new();
     if request.scopes == Scopes::Intrinsic {
@@ -103,11 +106,7 @@ pub async fn tags_v2(
     headers: HeaderMap,
 ) -> Result<Response, ReadError> {
     let tenant = tenant_of(&headers, state.multitenancy)?;
-    let request = TagsRequest {
-        scopes: scopes(&params)?,
-        filter: filter(&params),
-        range: searchable_range(&params)?,
-    };
+    let request = tags_request(&params, filter(&params))?;
     let mut found = state.tag_sources(&tenant).names(&request).await?;
     let mut scopes = Vec::new();
     for scope in TagScope::ALL

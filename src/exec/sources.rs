@@ -23,7 +23,6 @@ use crate::storage::{Blocklist, TagCatalog, TraceReader};
 
 #[derive(Clone)]
 pub struct QuerySources {
-    pub store: Arc<dyn ObjectStore>,
     pub reader: Arc<TraceReader>,
     pub ingester: Option<Arc<Ingester>>,
     /// The dedicated columns of the span table (the current block configuration).
@@ -47,8 +46,7 @@ impl QuerySources {
         memory: MemoryLimits,
     ) -> Result<Self> {
         Ok(Self {
-            runtime: QueryRuntime::new(store.clone(), memory)?,
-            store,
+            runtime: QueryRuntime::new(store, memory)?,
             reader,
             ingester,
             dedicated,
@@ -126,10 +124,6 @@ impl SpanSource {
         })
     }
 
-    pub fn tenant(&self) -> &str {
-        &self.tenant
-    }
-
     /// How many blocks the tenant has.
     pub fn total_blocks(&self) -> usize {
         self.reader.blocklist().blocks(&self.tenant).len()
@@ -154,10 +148,10 @@ impl SpanSource {
         &self,
         range: (Option<i64>, Option<i64>),
     ) -> Result<Arc<dyn StoredSpans>> {
-        let mut catalogs = Vec::new();
-        if let Some(ingester) = &self.ingester {
-            catalogs.push(Arc::new(ingester.tag_catalog(&self.tenant)?));
-        }
+        let mut catalogs = match &self.ingester {
+            Some(ingester) => ingester.tag_catalogs(&self.tenant)?,
+            None => Vec::new(),
+        };
         let blocks = blocks_in(&self.reader, &self.tenant, range);
         let of_blocks = self.reader.catalog_of(&self.tenant, &blocks).await;
         catalogs.push(of_blocks.catalog);

@@ -23,7 +23,7 @@ const CHUNK_BYTES: u64 = 4 << 20;
 #[derive(Debug, Default)]
 pub struct Rows {
     pub batches: Vec<RecordBatch>,
-    pub catalog: TagCatalog,
+    pub catalog: Arc<TagCatalog>,
     /// Memory the batches hold.
     pub bytes: u64,
 }
@@ -49,7 +49,7 @@ impl Rows {
             .sum();
         Ok(Self {
             batches,
-            catalog: builder.take_catalog().finish(),
+            catalog: Arc::new(builder.take_catalog().finish()),
             bytes,
         })
     }

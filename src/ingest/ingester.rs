@@ -393,15 +393,24 @@ impl Ingester {
         })
     }
 
-    /// The tag catalog of what `tenant` has in memory.
+    /// The tag catalogs of what `tenant` has in memory, one per part: a lookup of a few keys
+    /// in each costs less than merging them.
+    pub fn tag_catalogs(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<Arc<crate::storage::TagCatalog>>, arrow::error::ArrowError> {
+        let (rows, _) = self.snapshot(tenant, &self.options.block.dedicated_columns)?;
+        Ok(rows.iter().map(|part| part.catalog.clone()).collect())
+    }
+
+    /// The tag catalog of what `tenant` has in memory, merged.
     pub fn tag_catalog(
         &self,
         tenant: &str,
     ) -> Result<crate::storage::TagCatalog, arrow::error::ArrowError> {
-        let (rows, _) = self.snapshot(tenant, &self.options.block.dedicated_columns)?;
         let mut catalog = crate::storage::TagCatalog::default();
-        for part in rows {
-            catalog.merge(&part.catalog);
+        for part in self.tag_catalogs(tenant)? {
+            catalog.merge(&part);
         }
         Ok(catalog)
     }

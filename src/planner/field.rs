@@ -19,8 +19,8 @@ use super::resolve::StoredSpans;
 use crate::storage::catalog::TagScope;
 use crate::storage::schema::{self, AttrKind};
 use crate::traceql::ast::{
-    ArithOp, Attribute, AttributeScope, BinaryOp, CmpOp, FieldExpr, FieldRef, Intrinsic, Static,
-    UnaryOp,
+    ArithOp, Attribute, AttributeScope, BinaryOp, CmpOp, Element, FieldExpr, FieldRef, Intrinsic,
+    Static, UnaryOp,
 };
 
 /// The value of a field expression on one span: one `Expr` per type it may have.
@@ -426,47 +426,19 @@ impl<'a> FieldLowering<'a> {
     }
 }
 
-/// The lists of a span whose elements a field is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Element {
-    Event,
-    Link,
-}
-
 /// Whether `expr` reads event fields, and whether it reads link fields.
 pub fn reads_elements(expr: &FieldExpr) -> (bool, bool) {
     match expr {
         FieldExpr::Static(_) => (false, false),
         FieldExpr::Field(field, _) => (
-            field_element(field) == Some(Element::Event),
-            field_element(field) == Some(Element::Link),
+            field.element() == Some(Element::Event),
+            field.element() == Some(Element::Link),
         ),
         FieldExpr::Unary { expr, .. } => reads_elements(expr),
         FieldExpr::Binary { lhs, rhs, .. } => {
             let (l, r) = (reads_elements(lhs), reads_elements(rhs));
             (l.0 || r.0, l.1 || r.1)
         }
-    }
-}
-
-/// The list a field is read from, if it is an event or link field.
-pub fn field_element(field: &FieldRef) -> Option<Element> {
-    match field {
-        FieldRef::Attribute(Attribute {
-            scope: AttributeScope::Event,
-            ..
-        })
-        | FieldRef::Intrinsic(Intrinsic::EventName | Intrinsic::EventTimeSinceStart) => {
-            Some(Element::Event)
-        }
-        FieldRef::Attribute(Attribute {
-            scope: AttributeScope::Link,
-            ..
-        })
-        | FieldRef::Intrinsic(Intrinsic::LinkTraceId | Intrinsic::LinkSpanId) => {
-            Some(Element::Link)
-        }
-        _ => None,
     }
 }
 

@@ -27,9 +27,7 @@ use datafusion::logical_expr::{
     cast, expr::WindowFunction, lit, when,
 };
 
-use super::field::{
-    FieldLowering, Value, compare, field_element, ident, reads_elements, static_value,
-};
+use super::field::{FieldLowering, Value, compare, ident, reads_elements, static_value};
 use super::resolve::{StoredSpans, Unknown};
 use super::structural::{Keep, Relation, STRUCTURE_COLUMNS, StructuralJoin};
 use crate::storage::schema;
@@ -870,7 +868,7 @@ fn collect_shown_fields(query: &Query, out: &mut Vec<(FieldRef, ShownTypes)>) {
     fn push(out: &mut Vec<(FieldRef, ShownTypes)>, f: &FieldRef, types: ShownTypes) {
         // A span has many events and links: there is no one value of theirs to show.
         if matches!(f, FieldRef::Intrinsic(i) if SHOWN_ELSEWHERE.contains(i))
-            || field_element(f).is_some()
+            || f.element().is_some()
         {
             return;
         }

@@ -308,6 +308,36 @@ pub enum FieldRef {
     Intrinsic(Intrinsic),
 }
 
+/// The lists of a span whose elements some fields are read from, one element at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Element {
+    Event,
+    Link,
+}
+
+impl FieldRef {
+    /// The list this field is read from, if it is an event or link field.
+    pub fn element(&self) -> Option<Element> {
+        match self {
+            FieldRef::Attribute(Attribute {
+                scope: AttributeScope::Event,
+                ..
+            })
+            | FieldRef::Intrinsic(Intrinsic::EventName | Intrinsic::EventTimeSinceStart) => {
+                Some(Element::Event)
+            }
+            FieldRef::Attribute(Attribute {
+                scope: AttributeScope::Link,
+                ..
+            })
+            | FieldRef::Intrinsic(Intrinsic::LinkTraceId | Intrinsic::LinkSpanId) => {
+                Some(Element::Link)
+            }
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribute {
     pub scope: AttributeScope,

@@ -92,7 +92,7 @@ fn pipeline(p: &Pipeline) -> Checked {
             Stage::Select { fields, pos } => {
                 for field in fields {
                     field_ref(field, *pos)?;
-                    outside_filter(&FieldExpr::Field(field.clone(), *pos), *pos, "select()")?;
+                    field_outside_filter(field, *pos, "select()")?;
                 }
             }
         }
@@ -176,35 +176,27 @@ fn aggregate(a: &Aggregate) -> Checked {
 fn outside_filter(expr: &FieldExpr, pos: Pos, what: &str) -> Checked {
     match expr {
         FieldExpr::Static(_) => Ok(()),
-        FieldExpr::Field(field, _) => {
-            let many = match field {
-                FieldRef::Attribute(Attribute {
-                    scope: AttributeScope::Event,
-                    ..
-                })
-                | FieldRef::Intrinsic(Intrinsic::EventName | Intrinsic::EventTimeSinceStart) => {
-                    "events"
-                }
-                FieldRef::Attribute(Attribute {
-                    scope: AttributeScope::Link,
-                    ..
-                })
-                | FieldRef::Intrinsic(Intrinsic::LinkTraceId | Intrinsic::LinkSpanId) => "links",
-                _ => return Ok(()),
-            };
-            unsupported(
-                pos,
-                format!(
-                    "{field} in {what} is not yet supported: a span has many {many}; use it in a span filter {{ … }}"
-                ),
-            )
-        }
+        FieldExpr::Field(field, _) => field_outside_filter(field, pos, what),
         FieldExpr::Binary { lhs, rhs, .. } => {
             outside_filter(lhs, pos, what)?;
             outside_filter(rhs, pos, what)
         }
         FieldExpr::Unary { expr, .. } => outside_filter(expr, pos, what),
     }
+}
+
+fn field_outside_filter(field: &FieldRef, pos: Pos, what: &str) -> Checked {
+    let many = match field.element() {
+        Some(Element::Event) => "events",
+        Some(Element::Link) => "links",
+        None => return Ok(()),
+    };
+    unsupported(
+        pos,
+        format!(
+            "{field} in {what} is not yet supported: a span has many {many}; use it in a span filter {{ … }}"
+        ),
+    )
 }
 
 /// Does the expression read anything from the span (an attribute or an intrinsic)?
