@@ -16,6 +16,7 @@ pub mod config;
 pub mod crash_point;
 pub mod exec;
 pub mod float_text;
+pub mod go_duration;
 pub mod ingest;
 pub mod planner;
 pub mod protowire;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, Value as Json};
 
 use super::traces::{tenant_of, time_range};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -146,27 +146,22 @@ pub async fn search(
     let total_blocks = source.total_blocks();
     let work = async move { crate::exec::search::search(&source, &query, &options).await };
     let result = state.runner.run(permit, work).await?;
+    let response = search_response(&result, total_blocks);
     let protobuf = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/protobuf"));
     if protobuf {
         use prost::Message;
-        let body = tempopb::SearchResponse {
-            traces: result.traces.iter().map(trace_proto).collect(),
-            metrics: Some(search_metrics_proto(
-                &result.stats,
-                result.traces.len(),
-                total_blocks,
-            )),
-        };
         return Ok((
             [(header::CONTENT_TYPE, "application/protobuf")],
-            body.encode_to_vec(),
+            response.encode_to_vec(),
         )
             .into_response());
     }
-    Ok(json_response(search_response(&result, total_blocks)))
+    Ok(json_response(serde_json::to_value(&response).map_err(
+        |e| ReadError::Internal(format!("encoding a search response: {e}")),
+    )?))
 }
 
 /// A search request from HTTP parameters: `q` or the legacy tag form, `limit`, `spss`,
@@ -276,25 +271,6 @@ fn tempo_trace_id(id: &crate::storage::TraceId) -> String {
     }
 }
 
-/// An OTLP `AnyValue` as Tempo's JSON writes it (int64 as a string).
-fn any_value(v: &AttrValue) -> Json {
-    match v {
-        AttrValue::String(s) => json!({"stringValue": s}),
-        AttrValue::Int(i) => json!({"intValue": i.to_string()}),
-        AttrValue::Float(f) => json!({"doubleValue": crate::float_text::to_json(*f)}),
-        AttrValue::Bool(b) => json!({"boolValue": b}),
-    }
-}
-
-fn key_values(attrs: &[(String, AttrValue)]) -> Json {
-    Json::Array(
-        attrs
-            .iter()
-            .map(|(k, v)| json!({"key": k, "value": any_value(v)}))
-            .collect(),
-    )
-}
-
 /// Sets `key` unless the value is zero or empty, as protobuf JSON leaves defaults out.
 pub(crate) fn put(object: &mut Map<String, Json>, key: &str, value: Json) {
     let empty = match &value {
@@ -309,97 +285,14 @@ pub(crate) fn put(object: &mut Map<String, Json>, key: &str, value: Json) {
     }
 }
 
-fn trace_json(t: &TraceMatch) -> Json {
-    let sets: Vec<Json> = t
-        .span_sets
-        .iter()
-        .map(|set| {
-            let spans: Vec<Json> = set
-                .spans
-                .iter()
-                .map(|s| {
-                    let mut span = Map::new();
-                    put(&mut span, "spanID", json!(hex::encode(s.span_id)));
-                    put(&mut span, "name", json!(s.name));
-                    put(
-                        &mut span,
-                        "startTimeUnixNano",
-                        json!(s.start_time_unix_nano.to_string()),
-                    );
-                    put(
-                        &mut span,
-                        "durationNanos",
-                        json!(s.duration_nanos.to_string()),
-                    );
-                    put(&mut span, "attributes", key_values(&s.attributes));
-                    Json::Object(span)
-                })
-                .collect();
-            let mut object = Map::new();
-            put(&mut object, "spans", Json::Array(spans));
-            put(&mut object, "matched", json!(set.matched));
-            put(&mut object, "attributes", key_values(&set.attributes));
-            Json::Object(object)
-        })
-        .collect();
-    let mut object = Map::new();
-    put(&mut object, "traceID", json!(tempo_trace_id(&t.trace_id)));
-    put(
-        &mut object,
-        "rootServiceName",
-        json!(t.root_service_name.as_deref().unwrap_or(NO_ROOT)),
-    );
-    put(&mut object, "rootTraceName", json!(t.root_trace_name));
-    put(
-        &mut object,
-        "startTimeUnixNano",
-        json!(t.start_time_unix_nano.to_string()),
-    );
-    put(
-        &mut object,
-        "durationMs",
-        json!(t.duration_nanos / 1_000_000),
-    );
-    if let Some(first) = sets.first() {
-        object.insert("spanSet".into(), first.clone());
+/// A search result as `tempopb.SearchResponse`: the one value both encodings are made from.
+pub fn search_response(result: &SearchResult, total_blocks: usize) -> tempopb::SearchResponse {
+    tempopb::SearchResponse {
+        traces: result.traces.iter().map(trace_proto).collect(),
+        metrics: Some(search_metrics_proto(
+            &result.stats,
+            result.traces.len(),
+            total_blocks,
+        )),
     }
-    put(&mut object, "spanSets", Json::Array(sets));
-    if !t.service_stats.is_empty() {
-        let stats: Map<String, Json> = t
-            .service_stats
-            .iter()
-            .map(|s| {
-                let mut counts = Map::new();
-                put(&mut counts, "spanCount", json!(s.spans));
-                put(&mut counts, "errorCount", json!(s.errors));
-                (s.service.clone(), Json::Object(counts))
-            })
-            .collect();
-        object.insert("serviceStats".into(), Json::Object(stats));
-    }
-    Json::Object(object)
-}
-
-/// `tempopb.SearchResponse` as JSON.
-pub fn search_response(result: &SearchResult, total_blocks: usize) -> Json {
-    let mut metrics = Map::new();
-    put(&mut metrics, "inspectedTraces", json!(result.traces.len()));
-    put(
-        &mut metrics,
-        "inspectedBytes",
-        json!(result.stats.inspected_bytes.to_string()),
-    );
-    put(&mut metrics, "totalBlocks", json!(total_blocks));
-    // A job is a pass over the newest blocks; a search that settles early completes fewer.
-    put(&mut metrics, "completedJobs", json!(result.stats.passes));
-    put(&mut metrics, "totalJobs", json!(result.stats.total_passes));
-    put(
-        &mut metrics,
-        "inspectedSpans",
-        json!(result.stats.inspected_spans.to_string()),
-    );
-    json!({
-        "traces": result.traces.iter().map(trace_json).collect::<Vec<_>>(),
-        "metrics": metrics,
-    })
 }

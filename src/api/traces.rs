@@ -15,15 +15,14 @@ use prost::Message;
 use super::otlp_json;
 use crate::exec::error::ReadError;
 use crate::exec::request;
-use crate::ingest::ingester::Ingester;
 use crate::storage::combine::combine;
-use crate::storage::{TraceId, TraceReader};
+use crate::storage::{LiveData, TraceId, TraceReader};
 
 /// What trace by id reads: blocks, and (in a process that ingests) live data.
 #[derive(Clone)]
 pub struct TraceSources {
     pub blocks: Arc<TraceReader>,
-    pub ingester: Option<Arc<Ingester>>,
+    pub ingester: Option<Arc<dyn LiveData>>,
     pub multitenancy: bool,
 }
 

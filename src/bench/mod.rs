@@ -523,7 +523,7 @@ async fn head_queries(
         Better::Lower,
     );
     let started = Instant::now();
-    ingester.tag_catalog(TENANT)?;
+    crate::storage::LiveData::tag_catalog(ingester.as_ref(), TENANT)?;
     report.push(
         "head.tags_ms",
         millis(started.elapsed()),

@@ -65,7 +65,11 @@ pub fn query(config: &ConfigArgs, args: QueryArgs<'_>) -> ExitCode {
     match result {
         Ok((result, blocks)) => {
             if args.json {
-                println!("{}", crate::api::search::search_response(&result, blocks));
+                let response = crate::api::search::search_response(&result, blocks);
+                match serde_json::to_string(&response) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => return fail(&format!("encoding the result: {e}")),
+                }
             } else {
                 print_table(&result);
             }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub use reference::{
     INERT_KEYS, KEY_DOCS, KeyDoc, SECRET_KEYS, default_values, reference_markdown,
 };
-pub use values::{ByteSize, Duration, Endpoint, write_go_duration};
+pub use values::{ByteSize, Duration, Endpoint};
 
 /// Where the embedded defaults keep everything: WAL and blocks under one folder.
 pub const DEFAULT_DATA_DIR: &str = "./tracefusion-data";

@@ -28,31 +28,8 @@ impl From<Duration> for StdDuration {
 impl fmt::Display for Duration {
     /// Prints the shortest exact form with the largest units first (`1h30m`, `336h`, `500ms`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_go_duration(f, self.0.as_nanos())
+        crate::go_duration::write(f, self.0.as_nanos())
     }
-}
-
-/// A non-negative duration in Go's `time.Duration` style, largest units first: `1h30m`,
-/// `1s500ms`, `0s`. TraceQL prints duration literals the same way.
-pub fn write_go_duration(f: &mut impl fmt::Write, mut nanos: u128) -> fmt::Result {
-    if nanos == 0 {
-        return f.write_str("0s");
-    }
-    const UNITS: [(&str, u128); 6] = [
-        ("h", 3_600_000_000_000),
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-        ("us", 1_000),
-        ("ns", 1),
-    ];
-    for (suffix, size) in UNITS {
-        if nanos >= size {
-            write!(f, "{}{suffix}", nanos / size)?;
-            nanos %= size;
-        }
-    }
-    Ok(())
 }
 
 impl FromStr for Duration {

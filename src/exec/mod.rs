@@ -10,5 +10,6 @@ pub mod sources;
 pub mod structural;
 pub mod table;
 pub mod tags;
+pub mod top_k;
 pub mod values;
 pub mod yield_points;

@@ -1,7 +1,7 @@
 //! TraceQL search: the planner's plan run by DataFusion, its matched spans assembled into the
 //! newest `limit` traces, each with its spansets (up to `spss` spans, `matched` the full count).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -10,16 +10,19 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::provider_as_source;
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Expr, LogicalPlan, lit};
-use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableScan, lit};
+use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 
-use super::sources::SpanSource;
-use super::table::NewestBlocks;
+use super::sources::{SPANS_TABLE, SpanSource};
+use super::top_k::{MATCHED, TraceTopK};
 use crate::planner::{OutputValue, Planner, SPANSET_KEY, SearchPlan, ValueColumns};
 use crate::storage::TraceId;
 use crate::storage::schema;
@@ -119,7 +122,8 @@ pub struct SearchResult {
 }
 
 /// The search plan of `query` over what `source` reads, its attributes resolved against the
-/// tag catalogs of the data in the searched range.
+/// tag catalogs of the data in the searched range, ending in a [`TraceTopK`] that keeps the
+/// newest `limit` traces and `spss` spans of each spanset.
 pub async fn plan(
     source: &SpanSource,
     query: &Query,
@@ -127,16 +131,34 @@ pub async fn plan(
 ) -> Result<SearchPlan> {
     let (scan, schema) = spans_scan(&source.ctx).await?;
     let stored = source.stored_spans((options.start, options.end)).await?;
-    Planner::new(scan, schema, range_filter(options.start, options.end))
+    let mut plan = Planner::new(scan, schema, range_filter(options.start, options.end))
         .with_stored_spans(stored)
-        .search(query)
+        .search(query)?;
+    plan.plan = TraceTopK::try_new(plan.plan, options.limit, options.spss)?.into_plan();
+    Ok(plan)
 }
 
 /// A scan of `ctx`'s `spans` table to plan over, and its schema.
 pub(crate) async fn spans_scan(ctx: &SessionContext) -> Result<(LogicalPlan, SchemaRef)> {
-    let table = ctx.table("spans").await?;
+    let table = ctx.table(SPANS_TABLE).await?;
     let schema = Arc::new(table.schema().as_arrow().clone());
     Ok((table.into_unoptimized_plan(), schema))
+}
+
+/// `plan` reading `spans` wherever it scans the `spans` table.
+fn reading(plan: &LogicalPlan, spans: Arc<dyn TableProvider>) -> Result<LogicalPlan> {
+    let source = provider_as_source(spans);
+    plan.clone()
+        .transform_up(|node| match node {
+            LogicalPlan::TableScan(scan) if scan.table_name.table() == SPANS_TABLE => {
+                Ok(Transformed::yes(LogicalPlan::TableScan(TableScan {
+                    source: source.clone(),
+                    ..scan
+                })))
+            }
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
 }
 
 /// Spans starting in `[start, end]` (Unix nanoseconds, inclusive; either side open).
@@ -193,36 +215,33 @@ pub async fn search_with_progress(
     let mut blocks = FIRST_PASS_BLOCKS;
     loop {
         let last = blocks >= total;
-        let mut state = source.ctx.state();
-        // The newest `blocks` blocks (all of them on the last pass).
-        if !last {
-            let newest = NewestBlocks {
-                from: ends[blocks - 1],
-            };
-            state.config_mut().set_extension(Arc::new(newest));
-        }
+        // The newest `blocks` blocks (all of them on the last pass), as the pass's table.
+        let spans = source.spans((!last).then(|| ends[blocks - 1]));
+        let state = source.ctx.state();
         // `create_physical_plan` runs the logical optimizer itself.
-        let physical = state.create_physical_plan(&plan.plan).await?;
-        let mut stream = execute_stream(physical.clone(), state.task_ctx())?;
-        let mut assembler = Assembler::new(&plan, options);
-        while let Some(batch) = stream.next().await {
-            assembler.add(&batch?)?;
+        let physical = state
+            .create_physical_plan(&reading(&plan.plan, spans.clone())?)
+            .await?;
+        let batches = collect(physical.clone(), state.task_ctx()).await?;
+        let mut traces = Vec::new();
+        for batch in &batches {
+            traces_of(batch, &plan, &mut traces)?;
         }
         stats.passes += 1;
         stats.inspected_bytes += sum_metric(&physical, "bytes_scanned") as u64;
         stats.inspected_spans += scanned_rows(&physical) as u64;
-        // Settled when the oldest trace kept is newer than any span of the blocks left out.
-        let settled = match assembler.oldest_kept() {
-            Some(oldest) => !last && oldest > ends[blocks],
-            None => false,
-        };
+        // Settled when the oldest trace kept (the last) is newer than any span of the blocks
+        // left out.
+        let settled = traces.len() >= options.limit
+            && traces
+                .last()
+                .is_some_and(|oldest| !last && oldest.start_time_unix_nano > ends[blocks]);
         if last || settled {
-            let mut traces = assembler.finish();
-            add_service_stats(&state, &mut traces, options, &mut stats).await?;
+            add_service_stats(&state, spans, &mut traces, options, &mut stats).await?;
             return Ok(SearchResult { traces, stats });
         }
         progress(&stats);
-        blocks = next_pass_blocks(blocks, total, assembler.kept(), options.limit);
+        blocks = next_pass_blocks(blocks, total, traces.len(), options.limit);
     }
 }
 
@@ -230,6 +249,7 @@ pub async fn search_with_progress(
 /// (the same blocks, live data and time range), counted by service and status.
 async fn add_service_stats(
     state: &SessionState,
+    spans: Arc<dyn TableProvider>,
     traces: &mut [TraceMatch],
     options: &SearchOptions,
     stats: &mut SearchStats,
@@ -255,23 +275,25 @@ async fn add_service_stats(
     if let Some(range) = range_filter(options.start, options.end) {
         filter = filter.and(range);
     }
-    let ctx = SessionContext::new_with_state(state.clone());
-    let counted = ctx.table("spans").await?.filter(filter)?.aggregate(
-        vec![
-            ident(schema::TRACE_ID),
-            coalesce(vec![ident(schema::SERVICE_NAME), lit("")]).alias("service"),
-        ],
-        vec![
-            count_all().alias("spans"),
-            // A boolean as 0 or 1, to sum.
-            sum(datafusion::logical_expr::cast(
-                ident(schema::STATUS_CODE).eq(lit("error")),
-                DataType::Int64,
-            ))
-            .alias("errors"),
-        ],
-    )?;
-    let physical = counted.create_physical_plan().await?;
+    let counted = LogicalPlanBuilder::scan(SPANS_TABLE, provider_as_source(spans), None)?
+        .filter(filter)?
+        .aggregate(
+            vec![
+                ident(schema::TRACE_ID),
+                coalesce(vec![ident(schema::SERVICE_NAME), lit("")]).alias("service"),
+            ],
+            vec![
+                count_all().alias("spans"),
+                // A boolean as 0 or 1, to sum.
+                sum(datafusion::logical_expr::cast(
+                    ident(schema::STATUS_CODE).eq(lit("error")),
+                    DataType::Int64,
+                ))
+                .alias("errors"),
+            ],
+        )?
+        .build()?;
+    let physical = state.create_physical_plan(&counted).await?;
     let mut stream = execute_stream(physical.clone(), state.task_ctx())?;
     let mut by_trace: HashMap<TraceId, Vec<ServiceStats>> = HashMap::new();
     while let Some(batch) = stream.next().await {
@@ -343,182 +365,58 @@ fn scanned_rows(plan: &Arc<dyn ExecutionPlan>) -> usize {
     plan.children().iter().map(|c| scanned_rows(c)).sum()
 }
 
-/// One trace being assembled.
-struct TraceAcc {
-    start: i64,
-    end: i64,
-    root_service_name: Option<String>,
-    root_trace_name: Option<String>,
-    span_sets: HashMap<String, SpansetAcc>,
-}
-
-struct SpansetAcc {
-    matched: usize,
-    /// Kept sorted by (start, span id), at most `spss` long.
-    spans: Vec<SpanMatch>,
-    attributes: Vec<(String, AttrValue)>,
-}
-
-/// Keeps the newest `limit` traces seen so far. A trace's start can only move earlier as more
-/// of its parts arrive, so a trace once dropped never belongs back in the top `limit`; such
-/// traces are remembered so that a later part cannot bring them back incomplete.
-struct Assembler<'a> {
-    plan: &'a SearchPlan,
-    limit: usize,
-    spss: usize,
-    traces: HashMap<TraceId, TraceAcc>,
-    /// (start, id) of the kept traces; the first is the one to drop next.
-    order: BTreeSet<(i64, std::cmp::Reverse<TraceId>)>,
-    dropped: HashSet<TraceId>,
-}
-
-impl<'a> Assembler<'a> {
-    fn new(plan: &'a SearchPlan, options: &SearchOptions) -> Self {
-        Self {
-            plan,
-            limit: options.limit.max(1),
-            spss: options.spss,
-            traces: HashMap::new(),
-            order: BTreeSet::new(),
-            dropped: HashSet::new(),
-        }
-    }
-
-    fn add(&mut self, batch: &RecordBatch) -> Result<()> {
-        let rows = Rows::new(batch, self.plan)?;
-        for row in 0..batch.num_rows() {
-            self.add_row(&rows, row);
-        }
-        Ok(())
-    }
-
-    fn add_row(&mut self, rows: &Rows, row: usize) {
+/// Appends the traces of `batch`, a batch of [`TraceTopK`]'s output, to `traces`: its rows
+/// come trace by trace, spanset by spanset, so a row of the trace and spanset before continues
+/// them.
+fn traces_of(batch: &RecordBatch, plan: &SearchPlan, traces: &mut Vec<TraceMatch>) -> Result<()> {
+    let rows = Rows::new(batch, plan)?;
+    let mut spanset_key: Option<&str> = None;
+    for row in 0..batch.num_rows() {
         let id = TraceId(
             rows.trace_id
                 .value(row)
                 .try_into()
                 .expect("16-byte trace ids"),
         );
-        if self.dropped.contains(&id) {
-            return;
+        if traces.last().is_none_or(|t| t.trace_id != id) {
+            let start = rows.trace_start.value(row);
+            traces.push(TraceMatch {
+                trace_id: id,
+                root_service_name: rows
+                    .root_service
+                    .is_valid(row)
+                    .then(|| rows.root_service.value(row).to_string()),
+                root_trace_name: rows
+                    .root_name
+                    .is_valid(row)
+                    .then(|| rows.root_name.value(row).to_string()),
+                start_time_unix_nano: start,
+                duration_nanos: rows.trace_duration.value(row),
+                span_sets: Vec::new(),
+                service_stats: Vec::new(),
+            });
+            spanset_key = None;
         }
-        let start = rows.trace_start.value(row);
-        let end = start.saturating_add(rows.trace_duration.value(row));
-        let acc = match self.traces.get_mut(&id) {
-            Some(acc) => {
-                if start < acc.start {
-                    self.order.remove(&(acc.start, std::cmp::Reverse(id)));
-                    acc.start = start;
-                    self.order.insert((start, std::cmp::Reverse(id)));
-                }
-                acc
-            }
-            None => {
-                let key = (start, std::cmp::Reverse(id));
-                // Full, and older than every kept trace: it can never be in the result.
-                if self.traces.len() >= self.limit
-                    && self.order.first().is_some_and(|oldest| key < *oldest)
-                {
-                    self.dropped.insert(id);
-                    return;
-                }
-                self.order.insert(key);
-                self.traces.entry(id).or_insert(TraceAcc {
-                    start,
-                    end,
-                    root_service_name: None,
-                    root_trace_name: None,
-                    span_sets: HashMap::new(),
-                })
-            }
-        };
-        acc.end = acc.end.max(end);
-        if acc.root_service_name.is_none() && rows.root_service.is_valid(row) {
-            acc.root_service_name = Some(rows.root_service.value(row).to_string());
-        }
-        if acc.root_trace_name.is_none() && rows.root_name.is_valid(row) {
-            acc.root_trace_name = Some(rows.root_name.value(row).to_string());
-        }
+        let trace = traces.last_mut().expect("a trace was pushed");
         let key = rows.spanset.value(row);
-        let set = match acc.span_sets.get_mut(key) {
-            Some(set) => set,
-            None => acc
-                .span_sets
-                .entry(key.to_string())
-                .or_insert_with(|| SpansetAcc {
-                    matched: 0,
-                    spans: Vec::new(),
-                    attributes: rows.values(&rows.spanset_attrs, row),
-                }),
-        };
-        set.matched += 1;
-        let span_start = rows.start.value(row);
-        let span_id: [u8; 8] = rows.span_id.value(row).try_into().expect("8-byte span ids");
-        let position = set
-            .spans
-            .partition_point(|s| (s.start_time_unix_nano, s.span_id) < (span_start, span_id));
-        if position < self.spss {
-            set.spans.insert(
-                position,
-                SpanMatch {
-                    span_id,
-                    name: rows.name.value(row).to_string(),
-                    start_time_unix_nano: span_start,
-                    duration_nanos: rows.duration.value(row),
-                    attributes: rows.values(&rows.span_attrs, row),
-                },
-            );
-            set.spans.truncate(self.spss);
+        if spanset_key != Some(key) || trace.span_sets.is_empty() {
+            trace.span_sets.push(SpansetMatch {
+                spans: Vec::new(),
+                matched: rows.matched.value(row) as usize,
+                attributes: rows.values(&rows.spanset_attrs, row),
+            });
+            spanset_key = Some(key);
         }
-        if self.traces.len() > self.limit
-            && let Some((_, std::cmp::Reverse(oldest))) = self.order.pop_first()
-        {
-            self.traces.remove(&oldest);
-            self.dropped.insert(oldest);
-        }
+        let set = trace.span_sets.last_mut().expect("a spanset was pushed");
+        set.spans.push(SpanMatch {
+            span_id: rows.span_id.value(row).try_into().expect("8-byte span ids"),
+            name: rows.name.value(row).to_string(),
+            start_time_unix_nano: rows.start.value(row),
+            duration_nanos: rows.duration.value(row),
+            attributes: rows.values(&rows.span_attrs, row),
+        });
     }
-
-    /// How many traces are kept (at most `limit`).
-    fn kept(&self) -> usize {
-        self.traces.len()
-    }
-
-    /// The start of the oldest trace kept, once `limit` traces are kept.
-    fn oldest_kept(&self) -> Option<i64> {
-        if self.traces.len() < self.limit {
-            return None;
-        }
-        self.order.first().map(|(start, _)| *start)
-    }
-
-    fn finish(self) -> Vec<TraceMatch> {
-        let mut traces = self.traces;
-        self.order
-            .iter()
-            .rev()
-            .filter_map(|(_, std::cmp::Reverse(id))| {
-                let acc = traces.remove(id)?;
-                let mut sets: Vec<_> = acc.span_sets.into_iter().collect();
-                sets.sort_by(|a, b| a.0.cmp(&b.0));
-                Some(TraceMatch {
-                    trace_id: *id,
-                    root_service_name: acc.root_service_name,
-                    root_trace_name: acc.root_trace_name,
-                    start_time_unix_nano: acc.start,
-                    duration_nanos: acc.end - acc.start,
-                    service_stats: Vec::new(),
-                    span_sets: sets
-                        .into_iter()
-                        .map(|(_, s)| SpansetMatch {
-                            spans: s.spans,
-                            matched: s.matched,
-                            attributes: s.attributes,
-                        })
-                        .collect(),
-                })
-            })
-            .collect()
-    }
+    Ok(())
 }
 
 /// The columns of a result batch, typed.
@@ -533,6 +431,7 @@ struct Rows {
     root_service: StringArray,
     root_name: StringArray,
     spanset: StringArray,
+    matched: Int64Array,
     span_attrs: Vec<(String, TypedColumns)>,
     spanset_attrs: Vec<(String, TypedColumns)>,
 }
@@ -594,6 +493,7 @@ impl Rows {
             root_service: strings(batch, schema::ROOT_SERVICE_NAME)?,
             root_name: strings(batch, schema::ROOT_SPAN_NAME)?,
             spanset: strings(batch, SPANSET_KEY)?,
+            matched: ints(batch, MATCHED)?,
             span_attrs: typed(&plan.span_attributes)?,
             spanset_attrs: typed(&plan.spanset_attributes)?,
         })
@@ -650,7 +550,7 @@ impl TypedColumns {
         if let Some(a) = self.int.as_ref().filter(|a| a.is_valid(row)) {
             let v = a.value(row);
             return Some(if self.duration {
-                AttrValue::String(format_duration(v as f64))
+                AttrValue::String(crate::go_duration::format(v as f64))
             } else {
                 AttrValue::Int(v)
             });
@@ -658,7 +558,7 @@ impl TypedColumns {
         if let Some(a) = self.float.as_ref().filter(|a| a.is_valid(row)) {
             let v = a.value(row);
             return Some(if self.duration {
-                AttrValue::String(format_duration(v))
+                AttrValue::String(crate::go_duration::format(v))
             } else {
                 AttrValue::Float(v)
             });
@@ -676,13 +576,4 @@ impl TypedColumns {
         }
         None
     }
-}
-
-/// Nanoseconds as Go prints a `time.Duration` (`1.5s`, `250ms`), which is how Tempo shows
-/// duration values.
-pub fn format_duration(nanos: f64) -> String {
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = crate::config::write_go_duration(&mut out, nanos.abs().round() as u128);
-    if nanos < 0.0 { format!("-{out}") } else { out }
 }

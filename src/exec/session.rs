@@ -26,6 +26,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 
 use super::structural::StructuralJoinPlanner;
+use super::top_k::TraceTopKPlanner;
 use super::yield_points::YieldInSortInputs;
 
 use super::table::BLOCK_STORE_URL;
@@ -91,7 +92,7 @@ impl QueryRuntime {
             .with_query_planner(Arc::new(TraceQlPlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);
-        ctx.register_table("spans", spans)?;
+        ctx.register_table(super::sources::SPANS_TABLE, spans)?;
         Ok(ctx)
     }
 }
@@ -107,9 +108,12 @@ impl QueryPlanner for TraceQlPlanner {
         logical_plan: &LogicalPlan,
         session: &dyn datafusion::catalog::Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(StructuralJoinPlanner)])
-            .create_physical_plan(logical_plan, session)
-            .await
+        DefaultPhysicalPlanner::with_extension_planners(vec![
+            Arc::new(StructuralJoinPlanner),
+            Arc::new(TraceTopKPlanner),
+        ])
+        .create_physical_plan(logical_plan, session)
+        .await
     }
 }
 

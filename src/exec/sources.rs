@@ -15,16 +15,18 @@ use super::table::{
     BlocksTable, LiveTable, SpansTable, blocks_in, complete_dedicated_columns, end_nanos,
 };
 use crate::config::DedicatedColumn;
-use crate::ingest::ingester::Ingester;
 use crate::planner::StoredSpans;
 use crate::storage::catalog::TagScope;
 use crate::storage::schema::AttrKinds;
-use crate::storage::{Blocklist, TagCatalog, TraceReader};
+use crate::storage::{Blocklist, LiveData, TagCatalog, TraceReader};
+
+/// The table queries read spans from.
+pub const SPANS_TABLE: &str = "spans";
 
 #[derive(Clone)]
 pub struct QuerySources {
     pub reader: Arc<TraceReader>,
-    pub ingester: Option<Arc<Ingester>>,
+    pub ingester: Option<Arc<dyn LiveData>>,
     /// The dedicated columns of the span table (the current block configuration).
     pub dedicated: Vec<DedicatedColumn>,
     runtime: QueryRuntime,
@@ -41,7 +43,7 @@ impl QuerySources {
     pub fn new(
         store: Arc<dyn ObjectStore>,
         reader: Arc<TraceReader>,
-        ingester: Option<Arc<Ingester>>,
+        ingester: Option<Arc<dyn LiveData>>,
         dedicated: Vec<DedicatedColumn>,
         memory: MemoryLimits,
     ) -> Result<Self> {
@@ -96,7 +98,7 @@ pub struct SpanSource {
     reader: Arc<TraceReader>,
     tenant: String,
     dedicated: Vec<DedicatedColumn>,
-    ingester: Option<Arc<Ingester>>,
+    ingester: Option<Arc<dyn LiveData>>,
 }
 
 impl SpanSource {
@@ -105,16 +107,9 @@ impl SpanSource {
         reader: Arc<TraceReader>,
         tenant: &str,
         dedicated: &[DedicatedColumn],
-        ingester: Option<Arc<Ingester>>,
+        ingester: Option<Arc<dyn LiveData>>,
     ) -> Result<Self> {
-        let blocks = BlocksTable::new(reader.clone(), tenant, dedicated);
-        let spans: Arc<dyn TableProvider> = match &ingester {
-            Some(ingester) => Arc::new(SpansTable::new(
-                blocks,
-                LiveTable::new(ingester.clone(), tenant, dedicated),
-            )),
-            None => Arc::new(blocks),
-        };
+        let spans = spans_table(&reader, tenant, dedicated, ingester.as_ref(), None);
         Ok(Self {
             ctx: runtime.session(spans)?,
             reader,
@@ -122,6 +117,18 @@ impl SpanSource {
             dedicated: dedicated.to_vec(),
             ingester,
         })
+    }
+
+    /// The tenant's `spans` table: live data and the blocks that may hold spans starting at or
+    /// after `newest_from` (every block for `None`).
+    pub fn spans(&self, newest_from: Option<i64>) -> Arc<dyn TableProvider> {
+        spans_table(
+            &self.reader,
+            &self.tenant,
+            &self.dedicated,
+            self.ingester.as_ref(),
+            newest_from,
+        )
     }
 
     /// How many blocks the tenant has.
@@ -167,6 +174,24 @@ impl SpanSource {
     }
 }
 
+/// See [`SpanSource::spans`].
+fn spans_table(
+    reader: &Arc<TraceReader>,
+    tenant: &str,
+    dedicated: &[DedicatedColumn],
+    ingester: Option<&Arc<dyn LiveData>>,
+    newest_from: Option<i64>,
+) -> Arc<dyn TableProvider> {
+    let blocks = BlocksTable::new(reader.clone(), tenant, dedicated).newest_from(newest_from);
+    match ingester {
+        Some(ingester) => Arc::new(SpansTable::new(
+            blocks,
+            LiveTable::new(ingester.clone(), tenant, dedicated),
+        )),
+        None => Arc::new(blocks),
+    }
+}
+
 /// Stored spans as their tag catalogs describe them.
 struct Catalogued {
     complete_columns: Vec<String>,
@@ -207,7 +232,7 @@ pub fn span_session(
 pub fn serving_session(
     store: Arc<dyn ObjectStore>,
     reader: Arc<TraceReader>,
-    ingester: Arc<Ingester>,
+    ingester: Arc<dyn LiveData>,
     tenant: &str,
     dedicated: &[DedicatedColumn],
 ) -> Result<SpanSource> {

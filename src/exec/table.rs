@@ -23,10 +23,9 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 
 use crate::config::DedicatedColumn;
-use crate::ingest::ingester::Ingester;
 use crate::storage::block::{BlockMeta, DATA_FILE};
 use crate::storage::schema::{START_TIME, TRACE_ID, dedicated_column_name, span_schema};
-use crate::storage::{TraceId, TraceReader};
+use crate::storage::{LiveData, TraceId, TraceReader};
 use uuid::Uuid;
 
 /// Bounds on `start_time` implied by the filters, in Unix nanoseconds (inclusive), used to
@@ -146,14 +145,6 @@ fn trace_ids_of(filter: &Expr) -> Option<Vec<TraceId>> {
     }
 }
 
-/// A session extension that restricts block scans to the newest blocks: those that may hold
-/// spans starting at or after `from` (Unix nanoseconds). Searches widen it step by step and
-/// stop once older blocks cannot change their result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NewestBlocks {
-    pub from: i64,
-}
-
 /// The URL the block store is registered under in a session.
 pub const BLOCK_STORE_URL: &str = "tracefusion://blocks";
 
@@ -163,6 +154,9 @@ pub struct BlocksTable {
     reader: Arc<TraceReader>,
     tenant: String,
     schema: SchemaRef,
+    /// Only the blocks that may hold spans starting at or after this (Unix nanoseconds): a
+    /// search reads the newest blocks first and widens the cut pass by pass.
+    newest_from: Option<i64>,
 }
 
 impl std::fmt::Debug for BlocksTable {
@@ -173,6 +167,7 @@ impl std::fmt::Debug for BlocksTable {
                 "blocks",
                 &self.reader.blocklist().blocks(&self.tenant).len(),
             )
+            .field("newest_from", &self.newest_from)
             .finish()
     }
 }
@@ -185,7 +180,15 @@ impl BlocksTable {
             reader,
             tenant: tenant.to_string(),
             schema: span_schema(dedicated),
+            newest_from: None,
         }
+    }
+
+    /// Only the blocks that may hold spans starting at or after `from` (all of them for
+    /// `None`); whole blocks are left out, never some spans of a block.
+    pub fn newest_from(mut self, from: Option<i64>) -> Self {
+        self.newest_from = from;
+        self
     }
 }
 
@@ -265,11 +268,7 @@ impl BlocksTable {
         skip: &[Uuid],
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let window = StartTimeWindow::from_filters(filters);
-        // Whole blocks are left out, never some spans of a block.
-        let newest_from = state
-            .config()
-            .get_extension::<NewestBlocks>()
-            .map_or(i64::MIN, |newest| newest.from);
+        let newest_from = self.newest_from.unwrap_or(i64::MIN);
         let mut blocks: Vec<_> = self
             .reader
             .blocklist()
@@ -354,7 +353,7 @@ impl BlocksTable {
 /// the same schema as [`BlocksTable`]. Built when scanned, so a query sees the data acknowledged
 /// until then.
 pub struct LiveTable {
-    ingester: Arc<Ingester>,
+    ingester: Arc<dyn LiveData>,
     tenant: String,
     dedicated: Vec<DedicatedColumn>,
     schema: SchemaRef,
@@ -369,7 +368,7 @@ impl std::fmt::Debug for LiveTable {
 }
 
 impl LiveTable {
-    pub fn new(ingester: Arc<Ingester>, tenant: &str, dedicated: &[DedicatedColumn]) -> Self {
+    pub fn new(ingester: Arc<dyn LiveData>, tenant: &str, dedicated: &[DedicatedColumn]) -> Self {
         Self {
             ingester,
             tenant: tenant.to_string(),

@@ -35,7 +35,9 @@ use crate::storage::block::{
     BLOOM_FILE, BlockError, DATA_FILE, META_FILE, TAGS_FILE, block_object,
 };
 use crate::storage::combine::span_count;
-use crate::storage::{BlockOptions, BlockWriter, Blocklist, TraceId, split_by_trace};
+use crate::storage::{
+    BlockOptions, BlockWriter, Blocklist, LiveData, LiveSpans, TraceId, split_by_trace,
+};
 
 /// Traces of one tenant grouped by id.
 pub type Traces = BTreeMap<TraceId, Vec<ResourceSpans>>;
@@ -120,15 +122,6 @@ struct Flushing {
     traces: Arc<HeldTraces>,
     /// Made by the first query that reads the block while it is written.
     rows: Option<Arc<Rows>>,
-}
-
-/// What a tenant has in memory, as span-table record batches.
-#[derive(Debug, Default)]
-pub struct LiveSpans {
-    pub batches: Vec<arrow::array::RecordBatch>,
-    /// Blocks whose spans are among `batches` because they are still being written; a reader
-    /// that also lists blocks must leave these out, or it would read their spans twice.
-    pub flushing_blocks: Vec<Uuid>,
 }
 
 pub struct Ingester {
@@ -379,42 +372,6 @@ impl Ingester {
         }
     }
 
-    /// Everything `tenant` has in memory as span-table record batches (with `dedicated`
-    /// columns). Rows are kept between calls, for each chunk of traces until it changes.
-    pub fn live_spans(
-        &self,
-        tenant: &str,
-        dedicated: &[crate::config::DedicatedColumn],
-    ) -> Result<LiveSpans, arrow::error::ArrowError> {
-        let (rows, flushing_blocks) = self.snapshot(tenant, dedicated)?;
-        Ok(LiveSpans {
-            batches: rows.iter().flat_map(|r| r.batches.clone()).collect(),
-            flushing_blocks,
-        })
-    }
-
-    /// The tag catalogs of what `tenant` has in memory, one per part: a lookup of a few keys
-    /// in each costs less than merging them.
-    pub fn tag_catalogs(
-        &self,
-        tenant: &str,
-    ) -> Result<Vec<Arc<crate::storage::TagCatalog>>, arrow::error::ArrowError> {
-        let (rows, _) = self.snapshot(tenant, &self.options.block.dedicated_columns)?;
-        Ok(rows.iter().map(|part| part.catalog.clone()).collect())
-    }
-
-    /// The tag catalog of what `tenant` has in memory, merged.
-    pub fn tag_catalog(
-        &self,
-        tenant: &str,
-    ) -> Result<crate::storage::TagCatalog, arrow::error::ArrowError> {
-        let mut catalog = crate::storage::TagCatalog::default();
-        for part in self.tag_catalogs(tenant)? {
-            catalog.merge(&part);
-        }
-        Ok(catalog)
-    }
-
     /// The rows of everything `tenant` holds, and the blocks being written among them.
     fn snapshot(
         &self,
@@ -482,27 +439,6 @@ impl Ingester {
             }
         }
         Ok((rows, flushing_blocks))
-    }
-
-    /// Every part of trace `id` held in memory (live, head, being flushed).
-    pub fn find_trace(&self, tenant: &str, id: &TraceId) -> Vec<Vec<ResourceSpans>> {
-        let tenants = self.tenants.lock().expect("ingester lock");
-        let Some(state) = tenants.get(tenant) else {
-            return Vec::new();
-        };
-        let mut parts = Vec::new();
-        if let Some(live) = state.live.get(id) {
-            parts.push(decode(&live.encoded));
-        }
-        if let Some(head) = state.head.get(id) {
-            parts.push(decode(&head.encoded));
-        }
-        for flushing in &state.flushing {
-            if let Some(trace) = flushing.traces.get(id) {
-                parts.push(decode(&trace.encoded));
-            }
-        }
-        parts
     }
 
     /// Moves idle traces to the head blocks and cuts them when they are old or big enough.
@@ -727,5 +663,49 @@ impl Ingester {
                 }
             }
         })
+    }
+}
+
+/// Rows are kept between calls, for each chunk of traces until it changes.
+impl LiveData for Ingester {
+    fn live_spans(
+        &self,
+        tenant: &str,
+        dedicated: &[crate::config::DedicatedColumn],
+    ) -> Result<LiveSpans, arrow::error::ArrowError> {
+        let (rows, flushing_blocks) = self.snapshot(tenant, dedicated)?;
+        Ok(LiveSpans {
+            batches: rows.iter().flat_map(|r| r.batches.clone()).collect(),
+            flushing_blocks,
+        })
+    }
+
+    fn tag_catalogs(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<Arc<crate::storage::TagCatalog>>, arrow::error::ArrowError> {
+        let (rows, _) = self.snapshot(tenant, &self.options.block.dedicated_columns)?;
+        Ok(rows.iter().map(|part| part.catalog.clone()).collect())
+    }
+
+    /// Live, head and being flushed.
+    fn find_trace(&self, tenant: &str, id: &TraceId) -> Vec<Vec<ResourceSpans>> {
+        let tenants = self.tenants.lock().expect("ingester lock");
+        let Some(state) = tenants.get(tenant) else {
+            return Vec::new();
+        };
+        let mut parts = Vec::new();
+        if let Some(live) = state.live.get(id) {
+            parts.push(decode(&live.encoded));
+        }
+        if let Some(head) = state.head.get(id) {
+            parts.push(decode(&head.encoded));
+        }
+        for flushing in &state.flushing {
+            if let Some(trace) = flushing.traces.get(id) {
+                parts.push(decode(&trace.encoded));
+            }
+        }
+        parts
     }
 }

@@ -350,7 +350,7 @@ fn write_duration(f: &mut Formatter<'_>, nanos: i64) -> fmt::Result {
     if nanos < 0 {
         f.write_char('-')?;
     }
-    crate::config::write_go_duration(f, nanos.unsigned_abs() as u128)
+    crate::go_duration::write(f, nanos.unsigned_abs() as u128)
 }
 
 fn write_string(f: &mut Formatter<'_>, s: &str) -> fmt::Result {

@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use tracefusion::api::traces::TraceByIdResponse;
+use tracefusion::storage::LiveData;
 
 use crate::storage::{Traces, canonical, generate};
 use crate::support::{ChildGuard, free_port, serve};

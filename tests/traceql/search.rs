@@ -1126,6 +1126,162 @@ async fn search_reads_newest_blocks_first_and_stops_when_settled() {
     }
 }
 
+/// The plan's trace top-k keeps, of each spanset of the newest traces, the first `spss` spans
+/// by start (then span id) and counts all of them: the same as a search that keeps everything,
+/// cut afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_k_keeps_the_first_spans_of_each_spanset_and_counts_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let interleaved = store_of_25_blocks(dir.path(), |n| n % 25).await;
+    let run = |query: &'static str, limit: usize, spss: usize| {
+        let ctx = interleaved.clone();
+        async move {
+            let options = SearchOptions {
+                limit,
+                spss,
+                ..SearchOptions::default()
+            };
+            search(&ctx, &compile(query).unwrap(), &options)
+                .await
+                .unwrap()
+        }
+    };
+    for query in [
+        "{ }",
+        "{ kind = server } | by(resource.service.name)",
+        "{ } | count() > 2",
+        "{ kind = server } >> { }",
+    ] {
+        let (limit, spss) = (7, 2);
+        let cut = run(query, limit, spss).await;
+        let full = run(query, 100_000, 100_000).await;
+        assert!(full.traces.len() > limit, "{query}");
+        assert_eq!(cut.traces.len(), limit, "{query}");
+        for (got, all) in cut.traces.iter().zip(&full.traces) {
+            assert_eq!(
+                got.trace_id, all.trace_id,
+                "{query}: the newest traces, in order"
+            );
+            assert_eq!(
+                (
+                    got.start_time_unix_nano,
+                    got.duration_nanos,
+                    &got.root_service_name
+                ),
+                (
+                    all.start_time_unix_nano,
+                    all.duration_nanos,
+                    &all.root_service_name
+                ),
+                "{query}"
+            );
+            assert_eq!(got.span_sets.len(), all.span_sets.len(), "{query}");
+            for (set, all_set) in got.span_sets.iter().zip(&all.span_sets) {
+                assert_eq!(set.matched, all_set.matched, "{query}: every span counted");
+                assert_eq!(set.attributes, all_set.attributes, "{query}");
+                let mut first = all_set.spans.clone();
+                first.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
+                first.truncate(spss);
+                assert_eq!(set.spans, first, "{query}: the first spans by start");
+            }
+        }
+    }
+}
+
+/// The top-k node on its own, over 4000 traces arriving oldest first (the worst order: each
+/// trace is kept, then dropped, so the rows it stores are mostly of dropped traces and are
+/// compacted away on the way) with their two spans in consecutive batches: it returns the
+/// newest traces with their earliest span, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_k_node_keeps_the_newest_traces_of_a_stream_oldest_first() {
+    use datafusion::arrow::array::{
+        FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+        UInt64Array,
+    };
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::physical_plan::{ExecutionPlan, collect};
+    use datafusion::prelude::SessionContext;
+    use tracefusion::exec::top_k::{MATCHED, TraceTopKExec};
+    use tracefusion::storage::schema::{self as cols, timestamp_type};
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(cols::TRACE_ID, DataType::FixedSizeBinary(16), false),
+        Field::new(cols::SPAN_ID, DataType::FixedSizeBinary(8), false),
+        Field::new(cols::START_TIME, timestamp_type(), false),
+        Field::new(cols::NAME, DataType::Utf8, false),
+        Field::new(cols::TRACE_START_TIME, timestamp_type(), false),
+        Field::new(cols::TRACE_DURATION_NS, DataType::Int64, false),
+        Field::new(cols::ROOT_SERVICE_NAME, DataType::Utf8, true),
+        Field::new(cols::ROOT_SPAN_NAME, DataType::Utf8, true),
+        Field::new(tracefusion::planner::SPANSET_KEY, DataType::Utf8, false),
+    ]));
+    const TRACES: u64 = 4000;
+    const PER_BATCH: u64 = 400;
+    let trace_id = |t: u64| [[0u8; 8], t.to_be_bytes()].concat();
+    // Batch b holds the second span of the traces of batch b - 1 and the first of batch b's.
+    let mut batches = Vec::new();
+    for b in 0..=TRACES / PER_BATCH {
+        let mut rows: Vec<(u64, u8)> = Vec::new();
+        if b > 0 {
+            rows.extend(((b - 1) * PER_BATCH..b * PER_BATCH).map(|t| (t, 2)));
+        }
+        if b < TRACES / PER_BATCH {
+            rows.extend((b * PER_BATCH..(b + 1) * PER_BATCH).map(|t| (t, 1)));
+        }
+        let start = |(t, span): &(u64, u8)| (t * 100 + u64::from(*span) * 10) as i64;
+        let columns: Vec<datafusion::arrow::array::ArrayRef> = vec![
+            Arc::new(
+                FixedSizeBinaryArray::try_from_iter(rows.iter().map(|(t, _)| trace_id(*t)))
+                    .unwrap(),
+            ),
+            Arc::new(
+                FixedSizeBinaryArray::try_from_iter(rows.iter().map(|(_, s)| [*s; 8])).unwrap(),
+            ),
+            Arc::new(
+                TimestampNanosecondArray::from_iter_values(rows.iter().map(start))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|(t, s)| format!("{t}-{s}")),
+            )),
+            // Each part says the trace starts with its own span and lasts 5ns.
+            Arc::new(
+                TimestampNanosecondArray::from_iter_values(rows.iter().map(start))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|_| 5))),
+            Arc::new(StringArray::from_iter(
+                rows.iter().map(|(_, s)| (*s == 1).then_some("root")),
+            )),
+            Arc::new(StringArray::from_iter(rows.iter().map(|_| None::<&str>))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|_| ""))),
+        ];
+        batches.push(RecordBatch::try_new(schema.clone(), columns).unwrap());
+    }
+    let input = MemorySourceConfig::try_new_exec(&[batches], schema, None).unwrap();
+    let top_k = Arc::new(TraceTopKExec::try_new(input, 3, 1).unwrap());
+    let ctx = SessionContext::new();
+    let out = collect(top_k.clone(), ctx.task_ctx()).await.unwrap();
+    let out = datafusion::arrow::compute::concat_batches(&top_k.schema(), &out).unwrap();
+    let names = out.column_by_name(cols::NAME).unwrap();
+    let names = names.as_any().downcast_ref::<StringArray>().unwrap();
+    let names: Vec<&str> = names.iter().map(Option::unwrap).collect();
+    // The newest three, each with its first span, counting both.
+    assert_eq!(names, ["3999-1", "3998-1", "3997-1"]);
+    let matched = out.column_by_name(MATCHED).unwrap();
+    let matched = matched.as_any().downcast_ref::<UInt64Array>().unwrap();
+    assert_eq!(matched.values().to_vec(), [2, 2, 2]);
+    // The trace's duration covers both parts: from the first span's start to the second's
+    // end.
+    let durations = out.column_by_name(cols::TRACE_DURATION_NS).unwrap();
+    let durations = durations.as_any().downcast_ref::<Int64Array>().unwrap();
+    assert_eq!(durations.values().to_vec(), [15, 15, 15]);
+    let roots = out.column_by_name(cols::ROOT_SERVICE_NAME).unwrap();
+    let roots = roots.as_any().downcast_ref::<StringArray>().unwrap();
+    assert!(roots.iter().all(|r| r == Some("root")));
+}
+
 #[test]
 fn passes_grow_and_jump_to_all_blocks_when_matches_are_rare() {
     use tracefusion::exec::search::{most_passes, next_pass_blocks};
