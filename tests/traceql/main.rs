@@ -9,6 +9,7 @@ mod grafana;
 mod hostile;
 mod ingest;
 mod parse;
+mod plans;
 mod reference;
 mod search;
 mod serve;
