@@ -21,7 +21,8 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 
-use super::sources::{SPANS_TABLE, SpanSource};
+use super::sources::SpanSource;
+use super::table::SPANS_TABLE;
 use super::top_k::{MATCHED, TraceTopK};
 use crate::planner::{OutputValue, Planner, SPANSET_KEY, SearchPlan, ValueColumns};
 use crate::storage::TraceId;

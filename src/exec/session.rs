@@ -29,7 +29,7 @@ use super::structural::StructuralJoinPlanner;
 use super::top_k::TraceTopKPlanner;
 use super::yield_points::YieldInSortInputs;
 
-use super::table::BLOCK_STORE_URL;
+use super::table::{BLOCK_STORE_URL, SPANS_TABLE};
 
 /// Memory the operators of queries may hold (sorts, aggregates, joins, repartitions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +92,7 @@ impl QueryRuntime {
             .with_query_planner(Arc::new(TraceQlPlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);
-        ctx.register_table(super::sources::SPANS_TABLE, spans)?;
+        ctx.register_table(SPANS_TABLE, spans)?;
         Ok(ctx)
     }
 }

@@ -20,9 +20,6 @@ use crate::storage::catalog::TagScope;
 use crate::storage::schema::AttrKinds;
 use crate::storage::{Blocklist, LiveData, TagCatalog, TraceReader};
 
-/// The table queries read spans from.
-pub const SPANS_TABLE: &str = "spans";
-
 #[derive(Clone)]
 pub struct QuerySources {
     pub reader: Arc<TraceReader>,

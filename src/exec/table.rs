@@ -145,6 +145,9 @@ fn trace_ids_of(filter: &Expr) -> Option<Vec<TraceId>> {
     }
 }
 
+/// The table queries read spans from.
+pub const SPANS_TABLE: &str = "spans";
+
 /// The URL the block store is registered under in a session.
 pub const BLOCK_STORE_URL: &str = "tracefusion://blocks";
 

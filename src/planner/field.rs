@@ -22,6 +22,7 @@ use crate::traceql::ast::{
     ArithOp, Attribute, AttributeScope, BinaryOp, CmpOp, Element, FieldExpr, FieldRef, Intrinsic,
     Static, UnaryOp,
 };
+use crate::traceql::visit::Visit;
 
 /// The value of a field expression on one span: one `Expr` per type it may have.
 #[derive(Debug, Clone, Default)]
@@ -428,18 +429,20 @@ impl<'a> FieldLowering<'a> {
 
 /// Whether `expr` reads event fields, and whether it reads link fields.
 pub fn reads_elements(expr: &FieldExpr) -> (bool, bool) {
-    match expr {
-        FieldExpr::Static(_) => (false, false),
-        FieldExpr::Field(field, _) => (
-            field.element() == Some(Element::Event),
-            field.element() == Some(Element::Link),
-        ),
-        FieldExpr::Unary { expr, .. } => reads_elements(expr),
-        FieldExpr::Binary { lhs, rhs, .. } => {
-            let (l, r) = (reads_elements(lhs), reads_elements(rhs));
-            (l.0 || r.0, l.1 || r.1)
+    #[derive(Default)]
+    struct Elements(bool, bool);
+    impl Visit<'_> for Elements {
+        fn visit_field_ref(&mut self, field: &FieldRef) {
+            match field.element() {
+                Some(Element::Event) => self.0 = true,
+                Some(Element::Link) => self.1 = true,
+                None => {}
+            }
         }
     }
+    let mut elements = Elements::default();
+    elements.visit_field_expr(expr);
+    (elements.0, elements.1)
 }
 
 /// An unqualified column, whatever its name holds (dedicated columns have dots in theirs).

@@ -32,9 +32,11 @@ use super::resolve::{StoredSpans, Unknown};
 use super::structural::{Keep, Relation, STRUCTURE_COLUMNS, StructuralJoin};
 use crate::storage::schema;
 use crate::traceql::ast::{
-    AggregateFn, BinaryOp, CmpOp, FieldExpr, FieldRef, Intrinsic, MetricsExpr, Pipeline,
-    PipelineExpr, Query, RootExpr, ScalarExpr, ScalarFilter, SpansetExpr, SpansetOp, Stage, Static,
+    AggregateFn, BinaryOp, CmpOp, FieldExpr, FieldRef, Intrinsic, MetricsAggregate, MetricsExpr,
+    Pipeline, PipelineExpr, Query, RootExpr, ScalarExpr, ScalarFilter, SpansetExpr, SpansetOp,
+    Stage, Static,
 };
+use crate::traceql::visit::{Visit, walk_field_expr, walk_stage};
 
 /// The column that tells the spansets of one trace apart.
 pub const SPANSET_KEY: &str = "__spanset";
@@ -863,80 +865,50 @@ impl ShownTypes {
 }
 
 /// The fields a query reads or selects, in order of appearance, with the types worth showing,
-/// without the intrinsics a result shows in fields of its own.
+/// without the intrinsics a result shows in fields of its own. Spanset filters and `select()`
+/// count; aggregates, `by()` and metrics functions do not.
 fn collect_shown_fields(query: &Query, out: &mut Vec<(FieldRef, ShownTypes)>) {
-    fn push(out: &mut Vec<(FieldRef, ShownTypes)>, f: &FieldRef, types: ShownTypes) {
-        // A span has many events and links: there is no one value of theirs to show.
-        if matches!(f, FieldRef::Intrinsic(i) if SHOWN_ELSEWHERE.contains(i))
-            || f.element().is_some()
-        {
-            return;
-        }
-        match out.iter_mut().find(|(seen, _)| seen == f) {
-            Some((_, seen)) => *seen = seen.union(types),
-            None => out.push((f.clone(), types)),
-        }
-    }
-    fn field_expr(out: &mut Vec<(FieldRef, ShownTypes)>, e: &FieldExpr) {
-        match e {
-            FieldExpr::Static(_) => {}
-            FieldExpr::Field(f, _) => push(out, f, ShownTypes::ALL),
-            FieldExpr::Binary { op, lhs, rhs, .. } => {
-                let compared =
-                    matches!(op, BinaryOp::Cmp(_) | BinaryOp::Regex | BinaryOp::NotRegex);
-                match (lhs.as_ref(), rhs.as_ref()) {
-                    (FieldExpr::Field(f, _), FieldExpr::Static(s))
-                    | (FieldExpr::Static(s), FieldExpr::Field(f, _))
-                        if compared =>
-                    {
-                        push(out, f, ShownTypes::comparable_with(s))
-                    }
-                    (lhs, rhs) => {
-                        field_expr(out, lhs);
-                        field_expr(out, rhs);
-                    }
-                }
+    struct Shown<'o>(&'o mut Vec<(FieldRef, ShownTypes)>);
+    impl Shown<'_> {
+        fn push(&mut self, f: &FieldRef, types: ShownTypes) {
+            // A span has many events and links: there is no one value of theirs to show.
+            if matches!(f, FieldRef::Intrinsic(i) if SHOWN_ELSEWHERE.contains(i))
+                || f.element().is_some()
+            {
+                return;
             }
-            FieldExpr::Unary { expr, .. } => field_expr(out, expr),
-        }
-    }
-    fn spanset(out: &mut Vec<(FieldRef, ShownTypes)>, s: &SpansetExpr) {
-        match s {
-            SpansetExpr::Filter { expr, .. } => field_expr(out, expr),
-            SpansetExpr::Op { lhs, rhs, .. } => {
-                spanset(out, lhs);
-                spanset(out, rhs);
+            match self.0.iter_mut().find(|(seen, _)| seen == f) {
+                Some((_, seen)) => *seen = seen.union(types),
+                None => self.0.push((f.clone(), types)),
             }
         }
     }
-    fn pipeline(out: &mut Vec<(FieldRef, ShownTypes)>, p: &Pipeline) {
-        for stage in &p.stages {
-            match stage {
-                Stage::Spanset(s) => spanset(out, s),
-                Stage::Select { fields, .. } => {
-                    fields.iter().for_each(|f| push(out, f, ShownTypes::ALL))
-                }
-                Stage::ScalarFilter(_) | Stage::GroupBy { .. } | Stage::Coalesce => {}
+    impl<'a> Visit<'a> for Shown<'_> {
+        fn visit_stage(&mut self, stage: &'a Stage) {
+            if let Stage::Spanset(_) | Stage::Select { .. } = stage {
+                walk_stage(self, stage);
             }
+        }
+
+        fn visit_metrics_aggregate(&mut self, _: &'a MetricsAggregate) {}
+
+        fn visit_field_expr(&mut self, e: &'a FieldExpr) {
+            if let FieldExpr::Binary { op, lhs, rhs, .. } = e
+                && matches!(op, BinaryOp::Cmp(_) | BinaryOp::Regex | BinaryOp::NotRegex)
+                && let (FieldExpr::Field(f, _), FieldExpr::Static(s))
+                | (FieldExpr::Static(s), FieldExpr::Field(f, _)) = (lhs.as_ref(), rhs.as_ref())
+            {
+                return self.push(f, ShownTypes::comparable_with(s));
+            }
+            walk_field_expr(self, e);
+        }
+
+        fn visit_field_ref(&mut self, f: &'a FieldRef) {
+            self.push(f, ShownTypes::ALL);
         }
     }
-    fn pipeline_expr(out: &mut Vec<(FieldRef, ShownTypes)>, p: &PipelineExpr) {
-        match p {
-            PipelineExpr::Wrapped(p) => pipeline(out, p),
-            PipelineExpr::Op { lhs, rhs, .. } => {
-                pipeline_expr(out, lhs);
-                pipeline_expr(out, rhs);
-            }
-        }
-    }
-    match &query.expr {
-        RootExpr::Pipeline(p) => pipeline(out, p),
-        RootExpr::PipelineExpr(p) => pipeline_expr(out, p),
-        RootExpr::Metrics(m) => {
-            if let MetricsExpr::Pipeline { pipeline: p, .. } = &m.expr {
-                pipeline(out, p);
-            }
-        }
-        RootExpr::ScalarPipelineFilter(_) => {}
+    // A search rejects comparisons of pipelines before it gets here.
+    if !matches!(query.expr, RootExpr::ScalarPipelineFilter(_)) {
+        Shown(out).visit_query(query);
     }
 }

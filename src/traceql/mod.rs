@@ -9,6 +9,7 @@ mod lexer;
 mod parser;
 mod printer;
 mod validate;
+pub mod visit;
 
 pub use error::{ErrorKind, TraceqlError};
 pub use lenient::autocomplete_filter;

@@ -4,6 +4,7 @@
 
 use super::ast::*;
 use super::error::{ErrorKind, TraceqlError};
+use super::visit::Visit;
 
 /// `by (…)` of a metrics function takes at most this many fields (one fewer for quantiles and
 /// histograms, which add a label of their own).
@@ -201,12 +202,15 @@ fn field_outside_filter(field: &FieldRef, pos: Pos, what: &str) -> Checked {
 
 /// Does the expression read anything from the span (an attribute or an intrinsic)?
 fn references_span(expr: &FieldExpr) -> bool {
-    match expr {
-        FieldExpr::Static(_) => false,
-        FieldExpr::Field(..) => true,
-        FieldExpr::Binary { lhs, rhs, .. } => references_span(lhs) || references_span(rhs),
-        FieldExpr::Unary { expr, .. } => references_span(expr),
+    struct Reads(bool);
+    impl Visit<'_> for Reads {
+        fn visit_field_ref(&mut self, _: &FieldRef) {
+            self.0 = true;
+        }
     }
+    let mut reads = Reads(false);
+    reads.visit_field_expr(expr);
+    reads.0
 }
 
 fn expr_pos(expr: &FieldExpr) -> Option<Pos> {
