@@ -113,14 +113,13 @@ fn start_search(
     let (query, options) = decode_search(request.get_ref())?.compile()?;
     let permit = state.runner.admit(&tenant).map_err(ReadError::from)?;
     let source = state.sources.session(&tenant).map_err(ReadError::from)?;
-    let total_blocks = source.total_blocks();
     let (messages, stream) = tokio::sync::mpsc::channel(8);
     let progress = messages.clone();
     let work = async move {
         search_with_progress(&source, &query, &options, |stats| {
             let _ = progress.try_send(Ok(SearchResponse {
                 traces: Vec::new(),
-                metrics: Some(search_metrics_proto(stats, 0, total_blocks)),
+                metrics: Some(search_metrics_proto(stats, 0)),
             }));
         })
         .await
@@ -136,8 +135,7 @@ fn start_search(
         };
         let sent = match result {
             Ok(result) => {
-                let metrics =
-                    search_metrics_proto(&result.stats, result.traces.len(), total_blocks);
+                let metrics = search_metrics_proto(&result.stats, result.traces.len());
                 let mut outcome = Ok(());
                 for traces in chunks(result.traces.iter().map(trace_proto).collect()) {
                     outcome = messages

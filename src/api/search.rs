@@ -143,10 +143,9 @@ pub async fn search(
     let (query, options) = decode_search(&params)?.compile()?;
     let permit = state.runner.admit(&tenant)?;
     let source = state.sources.session(&tenant)?;
-    let total_blocks = source.total_blocks();
     let work = async move { crate::exec::search::search(&source, &query, &options).await };
     let result = state.runner.run(permit, work).await?;
-    let response = search_response(&result, total_blocks);
+    let response = search_response(&result);
     let protobuf = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -185,15 +184,12 @@ fn decode_search(params: &HashMap<String, String>) -> Result<SearchRequest, Read
 }
 
 /// `tempopb.SearchMetrics` of a search (so far) that found `traces` traces.
-pub(crate) fn search_metrics_proto(
-    stats: &SearchStats,
-    traces: usize,
-    total_blocks: usize,
-) -> tempopb::SearchMetrics {
+pub(crate) fn search_metrics_proto(stats: &SearchStats, traces: usize) -> tempopb::SearchMetrics {
     tempopb::SearchMetrics {
         inspected_traces: traces as u32,
         inspected_bytes: stats.inspected_bytes,
-        total_blocks: total_blocks as u32,
+        total_blocks: stats.total_blocks as u32,
+        total_block_bytes: stats.total_block_bytes,
         completed_jobs: stats.passes as u32,
         total_jobs: stats.total_passes as u32,
         inspected_spans: stats.inspected_spans,
@@ -286,13 +282,9 @@ pub(crate) fn put(object: &mut Map<String, Json>, key: &str, value: Json) {
 }
 
 /// A search result as `tempopb.SearchResponse`: the one value both encodings are made from.
-pub fn search_response(result: &SearchResult, total_blocks: usize) -> tempopb::SearchResponse {
+pub fn search_response(result: &SearchResult) -> tempopb::SearchResponse {
     tempopb::SearchResponse {
         traces: result.traces.iter().map(trace_proto).collect(),
-        metrics: Some(search_metrics_proto(
-            &result.stats,
-            result.traces.len(),
-            total_blocks,
-        )),
+        metrics: Some(search_metrics_proto(&result.stats, result.traces.len())),
     }
 }

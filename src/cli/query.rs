@@ -59,13 +59,12 @@ pub fn query(config: &ConfigArgs, args: QueryArgs<'_>) -> ExitCode {
         let sources = store_sources(config).await?;
         let source = sources.session(args.tenant)?;
         let result = crate::exec::search::search(&source, &query, &args.options).await?;
-        let blocks = source.total_blocks();
-        Ok::<_, anyhow::Error>((result, blocks))
+        Ok::<_, anyhow::Error>(result)
     });
     match result {
-        Ok((result, blocks)) => {
+        Ok(result) => {
             if args.json {
-                let response = crate::api::search::search_response(&result, blocks);
+                let response = crate::api::search::search_response(&result);
                 match serde_json::to_string(&response) {
                     Ok(text) => println!("{text}"),
                     Err(e) => return fail(&format!("encoding the result: {e}")),

@@ -108,6 +108,9 @@ pub struct ServiceStats {
 /// What a search read.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SearchStats {
+    /// The blocks that may hold spans of the searched range, and their size.
+    pub total_blocks: usize,
+    pub total_block_bytes: u64,
     pub inspected_bytes: u64,
     pub inspected_spans: u64,
     /// Passes over the newest blocks run, and the most a search of this range could run.
@@ -207,9 +210,12 @@ pub async fn search_with_progress(
     mut progress: impl FnMut(&SearchStats),
 ) -> Result<SearchResult> {
     let plan = plan(source, query, options).await?;
-    let ends = source.block_ends((options.start, options.end));
+    let blocks_in_range = source.blocks_newest_first((options.start, options.end));
+    let ends: Vec<i64> = blocks_in_range.iter().map(|b| b.end).collect();
     let total = ends.len();
     let mut stats = SearchStats {
+        total_blocks: total,
+        total_block_bytes: blocks_in_range.iter().map(|b| b.size).sum(),
         total_passes: most_passes(total),
         ..SearchStats::default()
     };

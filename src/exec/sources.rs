@@ -128,20 +128,18 @@ impl SpanSource {
         )
     }
 
-    /// How many blocks the tenant has.
-    pub fn total_blocks(&self) -> usize {
-        self.reader.blocklist().blocks(&self.tenant).len()
-    }
-
-    /// The latest span start each block may hold (Unix nanoseconds), newest first, for the
-    /// blocks that may hold spans starting in `range`.
-    pub fn block_ends(&self, range: (Option<i64>, Option<i64>)) -> Vec<i64> {
-        let mut ends: Vec<i64> = blocks_in(&self.reader, &self.tenant, range)
+    /// The blocks that may hold spans starting in `range`, newest first (by the latest span
+    /// start each may hold).
+    pub fn blocks_newest_first(&self, range: (Option<i64>, Option<i64>)) -> Vec<BlockSpan> {
+        let mut blocks: Vec<BlockSpan> = blocks_in(&self.reader, &self.tenant, range)
             .iter()
-            .map(|meta| end_nanos(meta))
+            .map(|meta| BlockSpan {
+                end: end_nanos(meta),
+                size: meta.size,
+            })
             .collect();
-        ends.sort_unstable_by(|a, b| b.cmp(a));
-        ends
+        blocks.sort_unstable_by(|a, b| b.end.cmp(&a.end));
+        blocks
     }
 
     /// What the planner resolves attributes against: the tag catalogs of live data and of the
@@ -169,6 +167,15 @@ impl SpanSource {
             catalogs: of_blocks.complete.then_some(catalogs),
         }))
     }
+}
+
+/// What a search needs to know of a block before reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockSpan {
+    /// The latest span start the block may hold, Unix nanoseconds.
+    pub end: i64,
+    /// Bytes of its data file.
+    pub size: u64,
 }
 
 /// See [`SpanSource::spans`].

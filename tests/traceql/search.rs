@@ -1104,6 +1104,15 @@ async fn search_reads_newest_blocks_first_and_stops_when_settled() {
         let settled = run(ctx, query, limit).await;
         let full = run(ctx, query, 100_000).await;
         assert_eq!(full.stats.passes, 2, "{what}: a full search reads all");
+        assert_eq!(
+            (settled.stats.total_blocks, full.stats.total_blocks),
+            (25, 25),
+            "{what}: the blocks of the range, read or not"
+        );
+        assert!(
+            settled.stats.total_block_bytes > settled.stats.inspected_bytes,
+            "{what}"
+        );
         assert!(full.traces.len() > limit, "{what}: {}", full.traces.len());
         assert_eq!(
             settled.traces,
