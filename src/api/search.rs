@@ -193,7 +193,6 @@ pub(crate) fn search_metrics_proto(stats: &SearchStats, traces: usize) -> tempop
         completed_jobs: stats.passes as u32,
         total_jobs: stats.total_passes as u32,
         inspected_spans: stats.inspected_spans,
-        ..Default::default()
     }
 }
 

@@ -138,7 +138,7 @@ impl SpanSource {
                 size: meta.size,
             })
             .collect();
-        blocks.sort_unstable_by(|a, b| b.end.cmp(&a.end));
+        blocks.sort_unstable_by_key(|b| std::cmp::Reverse(b.end));
         blocks
     }
 
