@@ -8,6 +8,7 @@ mod corpus;
 mod grafana;
 mod hostile;
 mod ingest;
+mod layout;
 mod parse;
 mod plans;
 mod reference;
