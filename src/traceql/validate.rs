@@ -4,7 +4,7 @@
 
 use super::ast::*;
 use super::error::{ErrorKind, TraceqlError};
-use super::visit::Visit;
+use super::visit::{Visit, walk_spanset, walk_stage};
 
 /// `by (…)` of a metrics function takes at most this many fields (one fewer for quantiles and
 /// histograms, which add a label of their own).
@@ -32,83 +32,92 @@ fn unsupported<T>(pos: Pos, message: impl Into<String>) -> Checked<T> {
 
 /// Checks a parsed query. Errors are `Validate` or `Unsupported`, never `Parse`.
 pub fn validate(query: &Query) -> Checked {
+    if let RootExpr::Metrics(m) = &query.expr {
+        return metrics_query(m);
+    }
+    let mut rules = Rules::default();
+    rules.visit_query(query);
+    rules.into_result()?;
     match &query.expr {
-        RootExpr::Pipeline(p) => pipeline(p),
-        RootExpr::PipelineExpr(p) => pipeline_expr(p),
-        RootExpr::ScalarPipelineFilter(s) => {
-            scalar_pipeline_expr(&s.lhs)?;
-            scalar_pipeline_expr(&s.rhs)?;
-            unsupported(
-                s.pos,
-                "comparing the results of two pipelines is not yet supported",
-            )
-        }
-        RootExpr::Metrics(m) => metrics_query(m),
+        RootExpr::ScalarPipelineFilter(s) => unsupported(
+            s.pos,
+            "comparing the results of two pipelines is not yet supported",
+        ),
+        _ => Ok(()),
     }
 }
 
-fn pipeline_expr(expr: &PipelineExpr) -> Checked {
-    match expr {
-        PipelineExpr::Wrapped(p) => pipeline(p),
-        PipelineExpr::Op { lhs, rhs, .. } => {
-            pipeline_expr(lhs)?;
-            pipeline_expr(rhs)
+/// The rules of spanset filters and pipeline stages, checked in one walk over the AST; the
+/// first rule broken (in the order the query reads) is the error.
+#[derive(Default)]
+struct Rules {
+    broken: Option<TraceqlError>,
+}
+
+impl Rules {
+    fn check(&mut self, result: Checked) {
+        if let (None, Err(e)) = (&self.broken, result) {
+            self.broken = Some(e);
+        }
+    }
+
+    fn into_result(self) -> Checked {
+        self.broken.map_or(Ok(()), Err)
+    }
+}
+
+impl<'a> Visit<'a> for Rules {
+    fn visit_stage(&mut self, stage: &'a Stage) {
+        if self.broken.is_some() {
+            return;
+        }
+        // What a stage holds first (filters, aggregates), then the stage itself.
+        walk_stage(self, stage);
+        let result = match stage {
+            Stage::ScalarFilter(f) => scalar_filter(f),
+            Stage::GroupBy { expr, pos } => group_by(expr, *pos),
+            Stage::Select { fields, pos } => fields.iter().try_for_each(|field| {
+                field_ref(field, *pos)?;
+                field_outside_filter(field, *pos, "select()")
+            }),
+            Stage::Spanset(_) | Stage::Coalesce => Ok(()),
+        };
+        self.check(result);
+    }
+
+    fn visit_spanset(&mut self, expr: &'a SpansetExpr) {
+        match expr {
+            SpansetExpr::Filter { expr, pos } if self.broken.is_none() => {
+                self.check(filter(expr, *pos))
+            }
+            _ => walk_spanset(self, expr),
+        }
+    }
+
+    fn visit_aggregate(&mut self, a: &'a Aggregate) {
+        if self.broken.is_none() {
+            self.check(aggregate(a));
         }
     }
 }
 
-fn scalar_pipeline_expr(expr: &ScalarPipelineExpr) -> Checked {
-    match expr {
-        ScalarPipelineExpr::Wrapped {
-            pipeline: p,
-            aggregate: a,
-        } => {
-            pipeline(p)?;
-            aggregate(a)
-        }
-        ScalarPipelineExpr::Binary { lhs, rhs, .. } => {
-            scalar_pipeline_expr(lhs)?;
-            scalar_pipeline_expr(rhs)
-        }
-        ScalarPipelineExpr::Static(_) => Ok(()),
-    }
-}
-
+/// The rules of a spanset pipeline.
 fn pipeline(p: &Pipeline) -> Checked {
-    for stage in &p.stages {
-        match stage {
-            Stage::Spanset(s) => spanset_expr(s)?,
-            Stage::ScalarFilter(f) => scalar_filter(f)?,
-            Stage::GroupBy { expr, pos } => {
-                type_of(expr)?;
-                outside_filter(expr, *pos, "by()")?;
-                if !references_span(expr) {
-                    return invalid(
-                        *pos,
-                        "by() must group by something of the span, e.g. by(resource.service.name)",
-                    );
-                }
-            }
-            Stage::Coalesce => {}
-            Stage::Select { fields, pos } => {
-                for field in fields {
-                    field_ref(field, *pos)?;
-                    field_outside_filter(field, *pos, "select()")?;
-                }
-            }
-        }
+    let mut rules = Rules::default();
+    rules.visit_pipeline(p);
+    rules.into_result()
+}
+
+fn group_by(expr: &FieldExpr, pos: Pos) -> Checked {
+    type_of(expr)?;
+    outside_filter(expr, pos, "by()")?;
+    if !references_span(expr) {
+        return invalid(
+            pos,
+            "by() must group by something of the span, e.g. by(resource.service.name)",
+        );
     }
     Ok(())
-}
-
-fn spanset_expr(expr: &SpansetExpr) -> Checked {
-    match expr {
-        SpansetExpr::Filter { expr, pos } => filter(expr, *pos),
-        SpansetExpr::Op { lhs, rhs, .. } => {
-            spanset_expr(lhs)?;
-            spanset_expr(rhs)
-        }
-    }
 }
 
 fn filter(expr: &FieldExpr, pos: Pos) -> Checked {
@@ -124,26 +133,14 @@ fn filter(expr: &FieldExpr, pos: Pos) -> Checked {
     }
 }
 
+/// `aggregate OP number` (the aggregates themselves are checked by the walk).
 fn scalar_filter(f: &ScalarFilter) -> Checked {
-    scalar_expr(&f.lhs)?;
-    scalar_expr(&f.rhs)?;
     match (&f.lhs, &f.rhs) {
         (ScalarExpr::Aggregate(_), ScalarExpr::Static(_)) => Ok(()),
         _ => unsupported(
             f.pos,
             "scalar filters other than `aggregate OP number` are not yet supported",
         ),
-    }
-}
-
-fn scalar_expr(expr: &ScalarExpr) -> Checked {
-    match expr {
-        ScalarExpr::Aggregate(a) => aggregate(a),
-        ScalarExpr::Static(_) => Ok(()),
-        ScalarExpr::Binary { lhs, rhs, .. } => {
-            scalar_expr(lhs)?;
-            scalar_expr(rhs)
-        }
     }
 }
 
