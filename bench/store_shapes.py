@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Search latency and bytes read over two store shapes, for one or more tracefusion binaries.
+
+Generates (with the first binary) the same traces twice: as one big block, and as many small
+blocks. Then for each binary and store it starts `tracefusion serve` over the store and runs
+each search `--runs` times through the HTTP API (warm: the first run is not counted), printing
+the median latency, inspectedBytes and inspectedSpans as a Markdown table.
+
+  python3 bench/store_shapes.py --binary before=/path/a --binary after=/path/b
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+SEARCHES = [
+    ("attribute_match", '{ span.http.route = "/cart" }'),
+    ("attribute_no_match", '{ span.http.route = "/no-such-route" }'),
+    ("intrinsic", "{ kind = server && status = error }"),
+    ("resource", '{ resource.service.name = "payment" }'),
+    ("unscoped_map", '{ .db.system = "redis" }'),
+    ("or", '{ .db.system = "redis" } || { .messaging.system = "kafka" }'),
+    ("and", '{ .db.system = "redis" } && { status = error }'),
+    ("regex", '{ name =~ "GET /product.*" }'),
+    ("duration", "{ duration > 500ms }"),
+    ("count", "{ status = error } | count() > 1"),
+    ("structural", '{ resource.service.name = "frontend" } >> { status = error }'),
+    ("select", "{ status = error } | select(span.http.route, resource.cloud.region)"),
+]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(path, blocks, wal, port):
+    with open(path, "w") as f:
+        f.write(
+            f"""server:
+  http_listen_port: {port}
+  log_level: warn
+distributor:
+  receivers:
+    otlp:
+      protocols:
+        grpc:
+          endpoint: 127.0.0.1:{free_port()}
+        http:
+          endpoint: 127.0.0.1:{free_port()}
+storage:
+  trace:
+    local:
+      path: {blocks}
+    wal:
+      path: {wal}
+"""
+        )
+
+
+def generate(binary, config, traces, per_block):
+    subprocess.run(
+        [binary, "generate", "--config", config, "--traces", str(traces), "--seed", "42",
+         "--batch", str(per_block)],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+
+
+def measure(binary, config, port, runs):
+    server = subprocess.Popen([binary, "serve", "--config", config],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                if urllib.request.urlopen(base + "/ready", timeout=1).read().strip() == b"ready":
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise SystemExit(f"{binary} did not become ready")
+        rows = {}
+        for name, query in SEARCHES:
+            url = base + "/api/search?" + urllib.parse.urlencode({"q": query, "limit": 20})
+            times = []
+            body = None
+            for run in range(runs + 1):
+                started = time.perf_counter()
+                body = json.load(urllib.request.urlopen(url, timeout=300))
+                if run > 0:
+                    times.append((time.perf_counter() - started) * 1000)
+            metrics = body.get("metrics", {})
+            rows[name] = (
+                statistics.median(times),
+                int(metrics.get("inspectedBytes", 0)),
+                int(metrics.get("inspectedSpans", 0)),
+                len(body.get("traces", [])),
+            )
+        return rows
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--binary", action="append", required=True, help="NAME=PATH")
+    parser.add_argument("--traces", type=int, default=60000)
+    parser.add_argument("--blocks", type=int, default=100, help="blocks of the many-blocks store")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    binaries = [b.split("=", 1) for b in args.binary]
+    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as dir:
+        shapes = [("one block", args.traces), (f"{args.blocks} blocks", -(-args.traces // args.blocks))]
+        results = {}
+        for shape, per_block in shapes:
+            store = os.path.join(dir, shape.replace(" ", "-"))
+            port = free_port()
+            config = os.path.join(store + ".yaml")
+            write_config(config, os.path.join(store, "blocks"), os.path.join(store, "wal"), port)
+            generate(binaries[0][1], config, args.traces, per_block)
+            for name, binary in binaries:
+                print(f"{shape}: {name}", file=sys.stderr)
+                results[(shape, name)] = measure(binary, config, port, args.runs)
+        names = [n for n, _ in binaries]
+        for shape, _ in shapes:
+            print(f"\n{shape}, {args.traces} traces, median of {args.runs} warm runs, limit 20\n")
+            print("| search | " + " | ".join(f"{n} ms, MB read, spans read" for n in names) + " | traces |")
+            print("|---|" + "---:|" * len(names) + "---:|")
+            for search, _ in SEARCHES:
+                cells = []
+                for n in names:
+                    ms, read, spans, _ = results[(shape, n)][search]
+                    cells.append(f"{ms:.1f}, {read / 1e6:.2f}, {spans}")
+                found = results[(shape, names[-1])][search][3]
+                print(f"| {search} | " + " | ".join(cells) + f" | {found} |")
+
+
+if __name__ == "__main__":
+    main()
