@@ -216,6 +216,15 @@ impl StoredSpans for Catalogued {
             None => AttrKinds::ALL,
         }
     }
+
+    fn may_hold_string(&self, scope: TagScope, name: &str, value: &str) -> bool {
+        match &self.catalogs {
+            Some(catalogs) => catalogs
+                .iter()
+                .any(|c| c.may_hold_string(scope, name, value)),
+            None => true,
+        }
+    }
 }
 
 /// What a query of `tenant` reads (with a runtime of its own): `tenant`'s blocks.

@@ -183,6 +183,42 @@ impl<'a> FieldLowering<'a> {
         })
     }
 
+    /// Whether `expr` is `attribute = "text"` where the tag catalogs show that no stored span
+    /// has that value in any scope the attribute is read from. Such a comparison is never
+    /// true (false or nil), so a filter that requires it matches nothing.
+    pub fn never_equal(&self, expr: &FieldExpr) -> bool {
+        let FieldExpr::Binary {
+            op: BinaryOp::Cmp(CmpOp::Eq),
+            lhs,
+            rhs,
+            ..
+        } = expr
+        else {
+            return false;
+        };
+        let (attribute, text) = match (lhs.as_ref(), rhs.as_ref()) {
+            (FieldExpr::Field(FieldRef::Attribute(a), _), FieldExpr::Static(Static::String(s)))
+            | (FieldExpr::Static(Static::String(s)), FieldExpr::Field(FieldRef::Attribute(a), _)) => {
+                (a, s)
+            }
+            _ => return false,
+        };
+        if attribute.parent {
+            return false;
+        }
+        let scopes: &[TagScope] = match attribute.scope {
+            AttributeScope::None => &[TagScope::Span, TagScope::Resource],
+            AttributeScope::Span => &[TagScope::Span],
+            AttributeScope::Resource => &[TagScope::Resource],
+            AttributeScope::Instrumentation => &[TagScope::Instrumentation],
+            AttributeScope::Event => &[TagScope::Event],
+            AttributeScope::Link => &[TagScope::Link],
+        };
+        scopes
+            .iter()
+            .all(|scope| !self.stored.may_hold_string(*scope, &attribute.name, text))
+    }
+
     /// `trace:id = "…"` and `span:id = "…"` against a hex literal compare the stored bytes, so
     /// the scan can prune by the trace-id bloom filters and statistics.
     fn id_comparison(&self, op: CmpOp, lhs: &FieldExpr, rhs: &FieldExpr) -> Option<Expr> {

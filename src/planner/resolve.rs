@@ -16,6 +16,14 @@ pub trait StoredSpans: Send + Sync {
     /// The maps the values of attribute `name` of `scope` are stored in: none where no span
     /// has it, every map where that is not known.
     fn attribute_kinds(&self, scope: TagScope, name: &str) -> AttrKinds;
+
+    /// Whether attribute `name` of `scope` may have the string `value` in some stored span:
+    /// false only where that is known (every value of the attribute is listed, and `value`
+    /// is not among them), so `name = value` can match nothing.
+    fn may_hold_string(&self, scope: TagScope, name: &str, value: &str) -> bool {
+        let _ = (scope, name, value);
+        true
+    }
 }
 
 /// Nothing known: every attribute may be in every map, and no dedicated column is complete.

@@ -369,6 +369,21 @@ impl TagCatalog {
         })
     }
 
+    /// Whether `key` in `scope` may have the string `value`: false only where the key never
+    /// occurs, or all its values are listed (fewer than [`TOP_VALUES`]) and `value` is not.
+    pub fn may_hold_string(&self, scope: TagScope, key: &str, value: &str) -> bool {
+        let keys = self.keys(scope);
+        let Ok(i) = keys.binary_search_by(|e| e.key.as_str().cmp(key)) else {
+            return false;
+        };
+        let entry = &keys[i];
+        entry.truncated
+            || entry
+                .values
+                .iter()
+                .any(|v| matches!(&v.value, TagValue::String(s) if s == value))
+    }
+
     pub fn keys(&self, scope: TagScope) -> &[KeyEntry] {
         self.scopes
             .get(&scope)

@@ -12,9 +12,10 @@ use tracefusion::storage::catalog::TagScope;
 use tracefusion::storage::schema::{AttrKind, AttrKinds, span_schema};
 use tracefusion::traceql::compile;
 
-/// What the tag catalogs of an imagined store say: `db.system` is a span string attribute,
-/// `retries` a span int or double, `k8s.pod.name` a resource string (in its dedicated column,
-/// which every block has); nothing else is stored.
+/// What the tag catalogs of an imagined store say: `db.system` is a span string attribute
+/// whose only values are `redis` and `postgresql`, `retries` a span int or double,
+/// `k8s.pod.name` a resource string with more values than a catalog lists (in its dedicated
+/// column, which every block has); nothing else is stored.
 struct Catalogs;
 
 impl StoredSpans for Catalogs {
@@ -31,6 +32,14 @@ impl StoredSpans for Catalogs {
             }
             (TagScope::Resource, "k8s.pod.name") => AttrKinds::NONE.with(AttrKind::Str),
             _ => AttrKinds::NONE,
+        }
+    }
+
+    fn may_hold_string(&self, scope: TagScope, name: &str, value: &str) -> bool {
+        match (scope, name) {
+            (TagScope::Span, "db.system") => ["redis", "postgresql"].contains(&value),
+            (TagScope::Resource, "k8s.pod.name") => true,
+            _ => false,
         }
     }
 }
@@ -419,4 +428,30 @@ fn what_the_planner_guards_against_is_refused_in_validation_with_its_position() 
         let error = compile(query).expect_err(query).to_string();
         assert!(error.contains(position), "{query}: {error}");
     }
+}
+
+/// A value the catalogs list for no span (they list every value of `db.system`): the filter
+/// is false and the optimizer drops the scan, so the search reads no block.
+#[test]
+fn absent_value() {
+    insta::assert_snapshot!(resolved(r#"{ .db.system = "mysql" && duration > 1ms }"#), @r#"
+    Projection: spans.trace_id, spans.span_id, spans.start_time, spans.duration_ns, spans.name, spans.trace_start_time, spans.trace_duration_ns, spans.root_service_name, spans.root_span_name, __spanset, get_field(spans.span_attr_str, Utf8("db.system")) AS __value0
+      Filter: Boolean(false)
+        Projection: spans.trace_id, spans.span_id, spans.parent_span_id, spans.start_time, spans.duration_ns, spans.name, spans.kind, spans.status_code, spans.status_message, spans.service_name, spans.trace_state, spans.flags, spans.root_service_name, spans.root_span_name, spans.trace_start_time, spans.trace_duration_ns, spans.nested_set_left, spans.nested_set_right, spans.nested_set_parent, spans.child_count, spans.resource.k8s.cluster.name, spans.resource.k8s.namespace.name, spans.resource.k8s.pod.name, spans.resource.k8s.container.name, spans.span.http.request.method, spans.span.http.response.status_code, spans.span.http.route, spans.span.url.path, spans.span.server.address, spans.span_attr_str, spans.span_attr_int, spans.span_attr_float, spans.span_attr_bool, spans.span_attr_other, spans.dropped_attributes_count, spans.events, spans.dropped_events_count, spans.links, spans.dropped_links_count, spans.resource_attr_str, spans.resource_attr_int, spans.resource_attr_float, spans.resource_attr_bool, spans.resource_attr_other, spans.resource_dropped_attributes_count, spans.resource_schema_url, spans.scope_name, spans.scope_version, spans.scope_attr_str, spans.scope_attr_int, spans.scope_attr_float, spans.scope_attr_bool, spans.scope_attr_other, spans.scope_dropped_attributes_count, spans.scope_schema_url, Utf8("") AS __spanset
+          TableScan: spans
+    output: trace_id:FixedSizeBinary(16), span_id:FixedSizeBinary(8), start_time:Timestamp(ns, "UTC"), duration_ns:Int64, name:Utf8, trace_start_time:Timestamp(ns, "UTC"), trace_duration_ns:Int64, root_service_name:Utf8, root_span_name:Utf8, __spanset:Utf8, __value0:Utf8
+    "#);
+}
+
+/// Negated, the comparison is true for spans without the value (and nil for spans without the
+/// attribute): only a condition the whole filter requires is planned away.
+#[test]
+fn negated_absent_value() {
+    insta::assert_snapshot!(resolved(r#"{ !(.db.system = "mysql") }"#), @r#"
+    Projection: spans.trace_id, spans.span_id, spans.start_time, spans.duration_ns, spans.name, spans.trace_start_time, spans.trace_duration_ns, spans.root_service_name, spans.root_span_name, __spanset, get_field(spans.span_attr_str, Utf8("db.system")) AS __value0
+      Filter: NOT get_field(spans.span_attr_str, Utf8("db.system")) = Utf8("mysql") IS TRUE IS TRUE
+        Projection: spans.trace_id, spans.span_id, spans.parent_span_id, spans.start_time, spans.duration_ns, spans.name, spans.kind, spans.status_code, spans.status_message, spans.service_name, spans.trace_state, spans.flags, spans.root_service_name, spans.root_span_name, spans.trace_start_time, spans.trace_duration_ns, spans.nested_set_left, spans.nested_set_right, spans.nested_set_parent, spans.child_count, spans.resource.k8s.cluster.name, spans.resource.k8s.namespace.name, spans.resource.k8s.pod.name, spans.resource.k8s.container.name, spans.span.http.request.method, spans.span.http.response.status_code, spans.span.http.route, spans.span.url.path, spans.span.server.address, spans.span_attr_str, spans.span_attr_int, spans.span_attr_float, spans.span_attr_bool, spans.span_attr_other, spans.dropped_attributes_count, spans.events, spans.dropped_events_count, spans.links, spans.dropped_links_count, spans.resource_attr_str, spans.resource_attr_int, spans.resource_attr_float, spans.resource_attr_bool, spans.resource_attr_other, spans.resource_dropped_attributes_count, spans.resource_schema_url, spans.scope_name, spans.scope_version, spans.scope_attr_str, spans.scope_attr_int, spans.scope_attr_float, spans.scope_attr_bool, spans.scope_attr_other, spans.scope_dropped_attributes_count, spans.scope_schema_url, Utf8("") AS __spanset
+          TableScan: spans
+    output: trace_id:FixedSizeBinary(16), span_id:FixedSizeBinary(8), start_time:Timestamp(ns, "UTC"), duration_ns:Int64, name:Utf8, trace_start_time:Timestamp(ns, "UTC"), trace_duration_ns:Int64, root_service_name:Utf8, root_span_name:Utf8, __spanset:Utf8, __value0:Utf8
+    "#);
 }

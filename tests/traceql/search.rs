@@ -1291,6 +1291,53 @@ async fn top_k_node_keeps_the_newest_traces_of_a_stream_oldest_first() {
     assert!(roots.iter().all(|r| r == Some("root")));
 }
 
+/// A value that no block's tag catalog lists (each lists every value it holds, up to its
+/// limit) is answered without reading a block; a value one block lists is still found; and a
+/// catalog that lists only the most frequent values proves nothing absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_no_catalog_lists_is_answered_without_reading_blocks() {
+    use tracefusion::storage::catalog::{CatalogBuilder, TOP_VALUES, TagScope};
+    let f = fixture().await;
+    let run = |query: &'static str| {
+        let ctx = f.ctx.clone();
+        async move {
+            search(&ctx, &compile(query).unwrap(), &SearchOptions::default())
+                .await
+                .unwrap()
+        }
+    };
+    for query in [
+        r#"{ span.http.route = "/no-such-route" }"#,
+        r#"{ .http.route = "/no-such-route" && duration > 1ns }"#,
+        r#"{ resource.service.name = "no-such-service" }"#,
+    ] {
+        let absent = run(query).await;
+        assert!(absent.traces.is_empty(), "{query}");
+        assert_eq!(absent.stats.inspected_bytes, 0, "{query}: no block read");
+    }
+    let present = run(r#"{ span.http.route = "/cart" }"#).await;
+    assert!(!present.traces.is_empty());
+    assert!(present.stats.inspected_bytes > 0);
+
+    let catalog_of = |values: usize| {
+        let mut builder = CatalogBuilder::default();
+        for i in 0..values {
+            builder.observe(
+                TagScope::Span,
+                &kv("user.id", Value::StringValue(format!("u{i}"))),
+            );
+        }
+        builder.finish()
+    };
+    let listed = catalog_of(3);
+    assert!(listed.may_hold_string(TagScope::Span, "user.id", "u2"));
+    assert!(!listed.may_hold_string(TagScope::Span, "user.id", "u9"));
+    assert!(!listed.may_hold_string(TagScope::Resource, "user.id", "u2"));
+    assert!(!listed.may_hold_string(TagScope::Span, "no.such.key", "u2"));
+    let sampled = catalog_of(TOP_VALUES + 50);
+    assert!(sampled.may_hold_string(TagScope::Span, "user.id", "never-seen"));
+}
+
 #[test]
 fn passes_grow_and_jump_to_all_blocks_when_matches_are_rare() {
     use tracefusion::exec::search::{most_passes, next_pass_blocks};

@@ -18,6 +18,11 @@ use super::{Planner, SPANSET_KEY};
 
 impl Planner {
     pub(super) fn filter(&self, input: LogicalPlan, expr: &FieldExpr) -> Result<LogicalPlan> {
+        // A condition no stored span meets: nothing to read (the optimizer drops the scan).
+        let fields = self.fields();
+        if conjuncts(expr).into_iter().any(|c| fields.never_equal(c)) {
+            return LogicalPlanBuilder::from(input).filter(lit(false))?.build();
+        }
         let (events, links) = reads_elements(expr);
         if events || links {
             return self.element_filter(input, expr, events, links);
