@@ -348,6 +348,8 @@ struct TopTraces {
     /// since, until [`Self::compact`] leaves them out).
     rows: Vec<RecordBatch>,
     stored_rows: usize,
+    /// Memory of `rows`, kept as they change rather than summed per batch.
+    stored_bytes: usize,
     kept_rows: usize,
     reservation: MemoryReservation,
 }
@@ -366,6 +368,7 @@ impl TopTraces {
             dropped: HashSet::new(),
             rows: Vec::new(),
             stored_rows: 0,
+            stored_bytes: 0,
             kept_rows: 0,
             reservation,
         }
@@ -445,19 +448,17 @@ impl TopTraces {
                 .iter()
                 .map(|column| take(column, &indices, None))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            self.stored_rows += indices.len();
-            self.rows
-                .push(RecordBatch::try_new(batch.schema(), columns)?);
+            let kept = RecordBatch::try_new(batch.schema(), columns)?;
+            self.stored_rows += kept.num_rows();
+            self.stored_bytes += kept.get_array_memory_size();
+            self.rows.push(kept);
         }
         if self.stored_rows > 2 * self.kept_rows + SLACK_ROWS {
             self.compact()?;
         }
-        let size = self
-            .rows
-            .iter()
-            .map(RecordBatch::get_array_memory_size)
-            .sum::<usize>();
-        self.reservation.try_resize(size)
+        // The ids of dropped traces are remembered too.
+        let dropped = self.dropped.len() * std::mem::size_of::<TraceId>();
+        self.reservation.try_resize(self.stored_bytes + dropped)
     }
 
     /// The trace `id` (spans starting in `[start, end]` arrived), or `None` when it can never
@@ -506,6 +507,7 @@ impl TopTraces {
             span.row = RowRef { batch: 0, row: i };
         }
         self.stored_rows = batch.num_rows();
+        self.stored_bytes = batch.get_array_memory_size();
         self.rows = vec![batch];
         Ok(())
     }
