@@ -177,13 +177,15 @@ fn print_report(out: &mut impl Write, report: &inspect::BlockReport) -> std::io:
     for (i, (rg, rg_meta)) in report.row_groups.iter().zip(&m.row_groups).enumerate() {
         writeln!(
             out,
-            "  {i:>3}  {:>8} rows  {:>6} traces  {:>10} bytes ({} uncompressed)  {} .. {}",
+            "  {i:>3}  {:>8} rows  {:>6} traces  {:>10} bytes ({} uncompressed)  traces start {} .. {}",
             rg.rows,
             rg_meta.traces,
             rg.compressed_bytes,
             rg.uncompressed_bytes,
-            rg_meta.min_id,
-            rg_meta.max_id
+            rg_meta.start_time.format("%H:%M:%S%.3f"),
+            rg_meta
+                .last_trace_start
+                .map_or_else(|| "?".to_string(), |t| t.format("%H:%M:%S%.3f").to_string()),
         )?;
     }
     writeln!(out, "\nbytes per column group")?;

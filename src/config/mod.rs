@@ -338,7 +338,9 @@ impl Default for TraceStorageConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BlockConfig {
-    /// A row group is closed at the first trace boundary after it holds this many encoded bytes.
+    /// A row group is closed at the first trace boundary after it holds this many bytes of
+    /// traces (their OTLP protobuf size). Smaller row groups let a newest-first search stop
+    /// sooner inside a big block; each costs some footer.
     pub parquet_row_group_size_bytes: ByteSize,
     /// Attributes stored in columns of their own (Tempo's key and entry shape).
     pub parquet_dedicated_columns: Vec<DedicatedColumn>,
@@ -347,7 +349,7 @@ pub struct BlockConfig {
 impl Default for BlockConfig {
     fn default() -> Self {
         Self {
-            parquet_row_group_size_bytes: ByteSize(32 << 20),
+            parquet_row_group_size_bytes: ByteSize(4 << 20),
             parquet_dedicated_columns: DedicatedColumn::defaults(),
         }
     }

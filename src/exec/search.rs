@@ -183,17 +183,18 @@ pub(crate) fn range_filter(start: Option<i64>, end: Option<i64>) -> Option<Expr>
     .reduce(Expr::and)
 }
 
-/// Blocks the first pass of a search reads; each later pass reads this many times more.
-const FIRST_PASS_BLOCKS: usize = 8;
+/// Row groups the first pass of a search reads; each later pass reads this many times more.
+const FIRST_PASS_ROW_GROUPS: usize = 8;
 const PASS_GROWTH: usize = 4;
 
 /// Runs a search over what `source` reads.
 ///
-/// Blocks are read newest first: a pass reads live data and the newest blocks, and the search
-/// stops once the `limit` traces found all start after every block left out (no trace in those
-/// can be newer). Otherwise the next pass reads [`PASS_GROWTH`] times more blocks, up to all
-/// of them. Each pass evaluates the query over everything it reads, so a trace split across
-/// blocks is matched whole as long as its parts were read.
+/// Blocks are read by row groups, newest first: a pass reads live data and the row groups
+/// whose traces may be newest, and the search stops once the `limit` traces found all start
+/// after every trace of the row groups left out (none of those can be newer). Otherwise the
+/// next pass reads [`PASS_GROWTH`] times more row groups, up to all of them. Each pass
+/// evaluates the query over everything it reads, so a trace split across blocks is matched
+/// whole as long as its parts were read.
 pub async fn search(
     source: &SpanSource,
     query: &Query,
@@ -210,20 +211,25 @@ pub async fn search_with_progress(
     mut progress: impl FnMut(&SearchStats),
 ) -> Result<SearchResult> {
     let plan = plan(source, query, options).await?;
-    let blocks_in_range = source.blocks_newest_first((options.start, options.end));
-    let ends: Vec<i64> = blocks_in_range.iter().map(|b| b.end).collect();
-    let total = ends.len();
+    let searched = source.blocks_in((options.start, options.end));
+    // The latest trace start each row group may hold, newest first.
+    let newest: Vec<i64> = searched.row_groups.iter().map(|rg| rg.newest).collect();
+    let total = newest.len();
     let mut stats = SearchStats {
-        total_blocks: total,
-        total_block_bytes: blocks_in_range.iter().map(|b| b.size).sum(),
+        total_blocks: searched.blocks,
+        total_block_bytes: searched.bytes,
         total_passes: most_passes(total),
         ..SearchStats::default()
     };
-    let mut blocks = FIRST_PASS_BLOCKS;
+    let mut read = FIRST_PASS_ROW_GROUPS;
     loop {
-        let last = blocks >= total;
-        // The newest `blocks` blocks (all of them on the last pass), as the pass's table.
-        let spans = source.spans((!last).then(|| ends[blocks - 1]));
+        // Row groups as new as the last one read are read with it.
+        while read < total && newest[read] == newest[read - 1] {
+            read += 1;
+        }
+        let last = read >= total;
+        // The newest `read` row groups (all of them on the last pass), as the pass's table.
+        let spans = source.spans((!last).then(|| newest[read - 1]));
         let state = source.ctx.state();
         // `create_physical_plan` runs the logical optimizer itself.
         let physical = state
@@ -237,18 +243,18 @@ pub async fn search_with_progress(
         stats.passes += 1;
         stats.inspected_bytes += sum_metric(&physical, "bytes_scanned") as u64;
         stats.inspected_spans += scanned_rows(&physical) as u64;
-        // Settled when the oldest trace kept (the last) is newer than any span of the blocks
-        // left out.
+        // Settled when the oldest trace kept (the last) is newer than any trace of the row
+        // groups left out.
         let settled = traces.len() >= options.limit
             && traces
                 .last()
-                .is_some_and(|oldest| !last && oldest.start_time_unix_nano > ends[blocks]);
+                .is_some_and(|oldest| !last && oldest.start_time_unix_nano > newest[read]);
         if last || settled {
             add_service_stats(&state, spans, &mut traces, options, &mut stats).await?;
             return Ok(SearchResult { traces, stats });
         }
         progress(&stats);
-        blocks = next_pass_blocks(blocks, total, traces.len(), options.limit);
+        read = next_pass_row_groups(read, total, traces.len(), options.limit);
     }
 }
 
@@ -328,26 +334,26 @@ async fn add_service_stats(
     Ok(())
 }
 
-/// The blocks the pass after one over `blocks` of `total` blocks reads, when that pass kept
-/// `kept` of `limit` traces. It grows by [`PASS_GROWTH`], or straight to what finding `limit`
-/// traces at the rate so far would take; a pass of more than half the blocks reads them all
-/// (so a rare match, or none, costs two passes rather than many).
-pub fn next_pass_blocks(blocks: usize, total: usize, kept: usize, limit: usize) -> usize {
+/// The row groups the pass after one over `read` of `total` row groups reads, when that pass
+/// kept `kept` of `limit` traces. It grows by [`PASS_GROWTH`], or straight to what finding
+/// `limit` traces at the rate so far would take; a pass of more than half the row groups reads
+/// them all (so a rare match, or none, costs two passes rather than many).
+pub fn next_pass_row_groups(read: usize, total: usize, kept: usize, limit: usize) -> usize {
     let needed = match kept {
         0 => total,
-        kept => blocks.saturating_mul(limit).div_ceil(kept),
+        kept => read.saturating_mul(limit).div_ceil(kept),
     };
-    let next = (blocks * PASS_GROWTH).max(needed);
+    let next = (read * PASS_GROWTH).max(needed);
     if next * 2 > total { total } else { next }
 }
 
-/// The most passes a search over `total` blocks runs.
+/// The most passes a search over `total` row groups runs.
 pub fn most_passes(total: usize) -> usize {
     let mut passes = 1;
-    let mut blocks = FIRST_PASS_BLOCKS;
-    while blocks < total {
+    let mut read = FIRST_PASS_ROW_GROUPS;
+    while read < total {
         passes += 1;
-        blocks = next_pass_blocks(blocks, total, usize::MAX, 1);
+        read = next_pass_row_groups(read, total, usize::MAX, 1);
     }
     passes
 }

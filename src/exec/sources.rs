@@ -12,7 +12,7 @@ use object_store::ObjectStore;
 
 use super::session::{MemoryLimits, QueryRuntime};
 use super::table::{
-    BlocksTable, LiveTable, SpansTable, blocks_in, complete_dedicated_columns, end_nanos,
+    BlocksTable, LiveTable, SpansTable, blocks_in, complete_dedicated_columns, row_group_newest,
 };
 use crate::config::DedicatedColumn;
 use crate::planner::StoredSpans;
@@ -116,8 +116,8 @@ impl SpanSource {
         })
     }
 
-    /// The tenant's `spans` table: live data and the blocks that may hold spans starting at or
-    /// after `newest_from` (every block for `None`).
+    /// The tenant's `spans` table: live data and the row groups of blocks that may hold traces
+    /// starting at or after `newest_from` (all of them for `None`).
     pub fn spans(&self, newest_from: Option<i64>) -> Arc<dyn TableProvider> {
         spans_table(
             &self.reader,
@@ -128,18 +128,25 @@ impl SpanSource {
         )
     }
 
-    /// The blocks that may hold spans starting in `range`, newest first (by the latest span
-    /// start each may hold).
-    pub fn blocks_newest_first(&self, range: (Option<i64>, Option<i64>)) -> Vec<BlockSpan> {
-        let mut blocks: Vec<BlockSpan> = blocks_in(&self.reader, &self.tenant, range)
+    /// The blocks that may hold spans starting in `range`, and their row groups newest first
+    /// (by the latest trace start each may hold).
+    pub fn blocks_in(&self, range: (Option<i64>, Option<i64>)) -> SearchedBlocks {
+        let blocks = blocks_in(&self.reader, &self.tenant, range);
+        let mut row_groups: Vec<RowGroupSpan> = blocks
             .iter()
-            .map(|meta| BlockSpan {
-                end: end_nanos(meta),
-                size: meta.size,
+            .flat_map(|meta| {
+                (0..meta.row_groups.len()).map(|i| RowGroupSpan {
+                    newest: row_group_newest(meta, i),
+                    spans: meta.row_groups[i].spans,
+                })
             })
             .collect();
-        blocks.sort_unstable_by_key(|b| std::cmp::Reverse(b.end));
-        blocks
+        row_groups.sort_unstable_by_key(|rg| std::cmp::Reverse(rg.newest));
+        SearchedBlocks {
+            blocks: blocks.len(),
+            bytes: blocks.iter().map(|meta| meta.size).sum(),
+            row_groups,
+        }
     }
 
     /// What the planner resolves attributes against: the tag catalogs of live data and of the
@@ -169,13 +176,22 @@ impl SpanSource {
     }
 }
 
-/// What a search needs to know of a block before reading it.
+/// What a search of a time range reads from blocks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchedBlocks {
+    pub blocks: usize,
+    /// Bytes of their data files.
+    pub bytes: u64,
+    /// Their row groups, newest first: what a pass reads or leaves out.
+    pub row_groups: Vec<RowGroupSpan>,
+}
+
+/// What a search needs to know of a row group before reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlockSpan {
-    /// The latest span start the block may hold, Unix nanoseconds.
-    pub end: i64,
-    /// Bytes of its data file.
-    pub size: u64,
+pub struct RowGroupSpan {
+    /// The latest trace start it may hold, Unix nanoseconds.
+    pub newest: i64,
+    pub spans: u64,
 }
 
 /// See [`SpanSource::spans`].

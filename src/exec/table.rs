@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, DataFusionError, Result};
@@ -12,7 +13,10 @@ use datafusion::datasource::TableProvider;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::{
+    CachedParquetFileReaderFactory, ParquetAccessPlan,
+};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -20,7 +24,13 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::union::UnionExec;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 
 use crate::config::DedicatedColumn;
 use crate::storage::block::{BlockMeta, DATA_FILE};
@@ -94,8 +104,14 @@ impl StartTimeWindow {
 }
 
 /// The latest time a block's spans may start at (its meta's end time), Unix nanoseconds.
-pub(crate) fn end_nanos(meta: &BlockMeta) -> i64 {
+fn end_nanos(meta: &BlockMeta) -> i64 {
     meta.end_time.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// The latest trace start row group `index` of block `meta` may hold, Unix nanoseconds. No
+/// later than the block's end, which may have been clamped to when it was written.
+pub(crate) fn row_group_newest(meta: &BlockMeta, index: usize) -> i64 {
+    meta.row_groups[index].newest_nanos().min(end_nanos(meta))
 }
 
 /// The trace ids a filter allows: `trace_id = <16-byte literal>`, `trace_id IN (<literals>)`,
@@ -157,8 +173,8 @@ pub struct BlocksTable {
     reader: Arc<TraceReader>,
     tenant: String,
     schema: SchemaRef,
-    /// Only the blocks that may hold spans starting at or after this (Unix nanoseconds): a
-    /// search reads the newest blocks first and widens the cut pass by pass.
+    /// Only the row groups that may hold traces starting at or after this (Unix nanoseconds):
+    /// a search reads the newest row groups first and widens the cut pass by pass.
     newest_from: Option<i64>,
 }
 
@@ -187,8 +203,8 @@ impl BlocksTable {
         }
     }
 
-    /// Only the blocks that may hold spans starting at or after `from` (all of them for
-    /// `None`); whole blocks are left out, never some spans of a block.
+    /// Only the row groups that may hold traces starting at or after `from` (all of them for
+    /// `None`); whole row groups, and so whole traces, are left out, never some spans of one.
     pub fn newest_from(mut self, from: Option<i64>) -> Self {
         self.newest_from = from;
         self
@@ -272,62 +288,44 @@ impl BlocksTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let window = StartTimeWindow::from_filters(filters);
         let newest_from = self.newest_from.unwrap_or(i64::MIN);
-        let mut blocks: Vec<_> = self
-            .reader
-            .blocklist()
-            .blocks(&self.tenant)
-            .iter()
-            .filter(|meta| window.may_overlap(meta))
-            .filter(|meta| end_nanos(meta) >= newest_from)
-            .filter(|meta| !skip.contains(&meta.block_id))
-            .cloned()
-            .collect();
-        if let Some(ids) = filters.iter().find_map(trace_ids_of) {
-            let mut holding = Vec::with_capacity(blocks.len());
-            for meta in blocks {
-                for id in &ids {
-                    let may_hold = self
-                        .reader
-                        .may_hold(&meta, id)
-                        .await
-                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                    if may_hold {
-                        holding.push(meta);
-                        break;
-                    }
-                }
+        let trace_ids = filters.iter().find_map(trace_ids_of);
+        let mut files = Vec::new();
+        for meta in self.reader.blocklist().blocks(&self.tenant).iter() {
+            if !window.may_overlap(meta) || skip.contains(&meta.block_id) {
+                continue;
             }
-            blocks = holding;
+            // The row groups to read: those that may hold traces starting from the pass's cut,
+            // and of those the ones whose bloom filters may hold a trace id the filters ask for.
+            let mut row_groups: Vec<usize> = (0..meta.row_groups.len())
+                .filter(|&i| row_group_newest(meta, i) >= newest_from)
+                .collect();
+            if let Some(ids) = &trace_ids {
+                let holding = self
+                    .reader
+                    .row_groups_holding(meta, ids)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                row_groups.retain(|i| holding.binary_search(i).is_ok());
+            }
+            if row_groups.is_empty() && !meta.row_groups.is_empty() {
+                continue;
+            }
+            files.push(block_file(meta, &row_groups));
         }
-        if blocks.is_empty() {
+        if files.is_empty() {
             let schema = match projection {
                 Some(p) => Arc::new(self.schema.project(p)?),
                 None => self.schema.clone(),
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        let files: Vec<PartitionedFile> = blocks
-            .iter()
-            .map(|meta| {
-                // From the path itself: `PartitionedFile::new` would encode its already encoded
-                // text again (`*` is `%2A` in a key, and would become `%252A`).
-                PartitionedFile::from(object_store::ObjectMeta {
-                    location: meta.object(DATA_FILE),
-                    last_modified: meta.end_time,
-                    size: meta.size,
-                    e_tag: None,
-                    version: None,
-                })
-                .with_metadata_size_hint(meta.footer_size as usize)
-            })
-            .collect();
         // Footers and page indexes come from the runtime's metadata cache: blocks never change.
         let runtime = state.runtime_env();
         let url = ObjectStoreUrl::parse(BLOCK_STORE_URL)?;
-        let reader_factory = CachedParquetFileReaderFactory::new(
+        let reader_factory = PageIndexedReaders(CachedParquetFileReaderFactory::new(
             runtime.object_store(&url)?,
             runtime.cache_manager.get_file_metadata_cache(),
-        );
+        ));
         let mut source = ParquetSource::new(self.schema.clone())
             .with_parquet_file_reader_factory(Arc::new(reader_factory))
             .with_pushdown_filters(true)
@@ -350,6 +348,79 @@ impl BlocksTable {
             .build();
         Ok(DataSourceExec::from_data_source(config))
     }
+}
+
+/// Readers whose Parquet metadata always comes with the page index, so that the runtime's
+/// metadata cache keeps both. DataFusion asks a reader for the footer alone and, when a
+/// predicate can use the page index, loads the index through the reader afterwards, without
+/// caching it: every filtered scan of a block would read its page index again.
+#[derive(Debug)]
+struct PageIndexedReaders(CachedParquetFileReaderFactory);
+
+impl ParquetFileReaderFactory for PageIndexedReaders {
+    fn create_reader(
+        &self,
+        partition_index: usize,
+        file: PartitionedFile,
+        metadata_size_hint: Option<usize>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> Result<Box<dyn AsyncFileReader + Send>> {
+        let reader = self
+            .0
+            .create_reader(partition_index, file, metadata_size_hint, metrics)?;
+        Ok(Box::new(PageIndexedReader(reader)))
+    }
+}
+
+struct PageIndexedReader(Box<dyn AsyncFileReader + Send>);
+
+impl AsyncFileReader for PageIndexedReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.0.get_bytes(range)
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        self.0.get_byte_ranges(ranges)
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        let options = options
+            .cloned()
+            .unwrap_or_default()
+            .with_page_index_policy(PageIndexPolicy::Optional);
+        async move { self.0.get_metadata(Some(&options)).await }.boxed()
+    }
+}
+
+/// The data file of block `meta`, to read only `row_groups` of (all of them when that is all).
+fn block_file(meta: &BlockMeta, row_groups: &[usize]) -> PartitionedFile {
+    // From the path itself: `PartitionedFile::new` would encode its already encoded text again
+    // (`*` is `%2A` in a key, and would become `%252A`).
+    let file = PartitionedFile::from(object_store::ObjectMeta {
+        location: meta.object(DATA_FILE),
+        last_modified: meta.end_time,
+        size: meta.size,
+        e_tag: None,
+        version: None,
+    })
+    .with_metadata_size_hint(meta.footer_size as usize);
+    if row_groups.len() == meta.row_groups.len() {
+        return file;
+    }
+    let mut plan = ParquetAccessPlan::new_none(meta.row_groups.len());
+    for &i in row_groups {
+        plan.scan(i);
+    }
+    file.with_extension(plan)
 }
 
 /// What a tenant's ingester holds in memory (live, head and flushing traces) as a table with

@@ -20,13 +20,7 @@ pub(super) struct HeldTrace {
 
 impl HeldTrace {
     pub(super) fn new(batches: Vec<ResourceSpans>, segment: u64) -> Self {
-        let start = batches
-            .iter()
-            .flat_map(|rs| &rs.scope_spans)
-            .flat_map(|ss| &ss.spans)
-            .map(|span| span.start_time_unix_nano)
-            .min()
-            .unwrap_or(0);
+        let start = crate::storage::block::trace_start(&batches);
         Self {
             encoded: encode(batches),
             start,

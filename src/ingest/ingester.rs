@@ -645,7 +645,10 @@ impl Ingester {
             self.options.block.clone(),
             block_id,
         )?;
-        for (id, trace) in head {
+        // Oldest first, so each row group covers a short stretch of time.
+        let mut traces: Vec<_> = head.iter().collect();
+        traces.sort_unstable_by_key(|(id, trace)| (trace.start, **id));
+        for (id, trace) in traces {
             writer.append_trace(*id, &decode(&trace.encoded)).await?;
         }
         writer.finish().await

@@ -1,10 +1,19 @@
 //! Blocks: one Parquet file of whole traces plus its sidecars, under
 //! `<tenant>/blocks/<block-id>/`. `meta.json` is written last and is the commit point: a
 //! block without it does not exist for readers.
+//!
+//! Row groups hold traces by start time (oldest first), and each trace whole: a newest-first
+//! search reads the row groups whose traces may be newest and stops when it has enough (the
+//! meta records each row group's latest trace start). Inside a row group rows are sorted by
+//! trace id, so trace by id finds its row group through the row group's bloom filter and its
+//! rows through the page index of `trace_id`. Blocks of the first format ([`FORMAT_BY_ID`])
+//! hold traces by id across the whole block and one bloom filter; they are still read.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::UInt32Array;
+use arrow::compute::take_record_batch;
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::future::BoxFuture;
@@ -20,6 +29,7 @@ use parquet::bloom_filter::Sbbf;
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
+use prost::Message;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -29,13 +39,15 @@ use super::schema;
 use super::to_arrow::{SpanBatchBuilder, trace_span_refs};
 use crate::config::DedicatedColumn;
 
-/// The `format` of blocks this version writes.
-pub const FORMAT: &str = "tracefusion-parquet-1";
+/// The `format` of blocks this version writes: row groups by trace start, a bloom filter each.
+pub const FORMAT: &str = "tracefusion-parquet-2";
+/// The first format: traces by id across the block, one bloom filter for the block.
+pub const FORMAT_BY_ID: &str = "tracefusion-parquet-1";
 pub const DATA_FILE: &str = "data.parquet";
 pub const META_FILE: &str = "meta.json";
 pub const BLOOM_FILE: &str = "bloom";
 pub const TAGS_FILE: &str = "tags.json";
-/// False-positive rate of the block's trace-id bloom filter.
+/// False-positive rate of the trace-id bloom filters.
 pub const BLOOM_FPP: f64 = 0.01;
 /// Rows per record batch handed to the Parquet writer.
 const BATCH_ROWS: usize = 4096;
@@ -61,8 +73,36 @@ pub struct RowGroupMeta {
     pub max_id: TraceId,
     pub spans: u64,
     pub traces: u64,
+    /// Earliest span start and latest span end.
     pub start_time: DateTime<Utc>,
     pub end_time: DateTime<Utc>,
+    /// The latest start of a trace in the row group ([`FORMAT`]): a newest-first search that
+    /// has enough traces newer than this needs nothing of the row group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_trace_start: Option<DateTime<Utc>>,
+    /// Bytes of the row group's trace-id bloom filter ([`FORMAT`]): the `bloom` sidecar holds
+    /// the row groups' filters one after another.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bloom_size: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl RowGroupMeta {
+    /// The latest trace start the row group may hold, Unix nanoseconds: its recorded latest
+    /// trace start, or (first format) its latest span end.
+    pub fn newest_nanos(&self) -> i64 {
+        self.last_trace_start
+            .unwrap_or(self.end_time)
+            .timestamp_nanos_opt()
+            .unwrap_or(i64::MAX)
+    }
+
+    pub fn may_contain(&self, id: &TraceId) -> bool {
+        self.min_id <= *id && *id <= self.max_id
+    }
 }
 
 /// `meta.json`: everything a reader needs to decide whether to open the block.
@@ -92,7 +132,8 @@ pub struct BlockMeta {
     pub compaction_level: u32,
     pub row_groups: Vec<RowGroupMeta>,
     pub dedicated_columns: Vec<DedicatedColumn>,
-    /// Bytes of the `bloom` sidecar.
+    /// Bytes of the `bloom` sidecar: one filter for the block ([`FORMAT_BY_ID`]), or one per
+    /// row group.
     pub bloom_size: u64,
     pub created_at: DateTime<Utc>,
 }
@@ -115,8 +156,8 @@ impl BlockMeta {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
-    #[error("traces must be appended in ascending trace id order: {next} after {previous}")]
-    Unsorted { previous: TraceId, next: TraceId },
+    #[error("trace {0} was appended to the block twice")]
+    Duplicate(TraceId),
     #[error("a block needs at least one span")]
     Empty,
     #[error("arrow: {0}")]
@@ -193,16 +234,23 @@ impl AsyncFileWriter for CountingWriter {
     }
 }
 
+/// The row group being built: its traces' rows are buffered until it closes, then written
+/// sorted by trace id.
+#[derive(Default)]
 struct OpenRowGroup {
-    min_id: TraceId,
-    max_id: TraceId,
+    /// Each trace and its rows in the builder.
+    traces: Vec<(TraceId, std::ops::Range<usize>)>,
+    /// OTLP protobuf bytes of its traces: what closes it.
+    bytes: usize,
     spans: u64,
-    traces: u64,
     start: u64,
     end: u64,
+    last_trace_start: u64,
 }
 
-/// Streams whole traces, in ascending trace id order, into a new block.
+/// Streams whole traces into a new block. Traces should come oldest first (by start time):
+/// each row group then covers a short stretch of time, and newest-first searches skip the
+/// rest. Any order is correct; the meta records what each row group holds.
 pub struct BlockWriter {
     store: Arc<dyn ObjectStore>,
     tenant: String,
@@ -211,9 +259,13 @@ pub struct BlockWriter {
     builder: SpanBatchBuilder,
     writer: AsyncArrowWriter<CountingWriter>,
     written: Arc<std::sync::atomic::AtomicU64>,
-    trace_ids: Vec<TraceId>,
+    trace_ids: HashSet<TraceId>,
+    min_id: Option<TraceId>,
+    max_id: Option<TraceId>,
     row_groups: Vec<RowGroupMeta>,
-    open: Option<OpenRowGroup>,
+    /// The row groups' bloom filters, one after another: the `bloom` sidecar.
+    blooms: Vec<u8>,
+    open: OpenRowGroup,
     total_spans: u64,
     start: u64,
     end: u64,
@@ -302,9 +354,12 @@ impl BlockWriter {
             builder,
             writer,
             written,
-            trace_ids: Vec::new(),
+            trace_ids: HashSet::new(),
+            min_id: None,
+            max_id: None,
             row_groups: Vec::new(),
-            open: None,
+            blooms: Vec::new(),
+            open: OpenRowGroup::default(),
             total_spans: 0,
             start: u64::MAX,
             end: 0,
@@ -325,93 +380,95 @@ impl BlockWriter {
         trace_id: TraceId,
         batches: &[ResourceSpans],
     ) -> Result<(), BlockError> {
-        if let Some(&previous) = self.trace_ids.last()
-            && previous >= trace_id
-        {
-            return Err(BlockError::Unsorted {
-                previous,
-                next: trace_id,
-            });
-        }
         let spans = trace_span_refs(batches);
         if spans.is_empty() {
             return Ok(());
         }
+        if !self.trace_ids.insert(trace_id) {
+            return Err(BlockError::Duplicate(trace_id));
+        }
+        let first_row = self.builder.len();
         let summary = self.builder.append_trace(trace_id, &spans)?;
-        self.trace_ids.push(trace_id);
+        self.min_id = Some(self.min_id.map_or(trace_id, |id| id.min(trace_id)));
+        self.max_id = Some(self.max_id.map_or(trace_id, |id| id.max(trace_id)));
         self.total_spans += spans.len() as u64;
         self.start = self.start.min(summary.start_unix_nano);
         self.end = self.end.max(summary.end_unix_nano);
-        let open = self.open.get_or_insert(OpenRowGroup {
-            min_id: trace_id,
-            max_id: trace_id,
-            spans: 0,
-            traces: 0,
-            start: u64::MAX,
-            end: 0,
-        });
-        open.max_id = trace_id;
+
+        let open = &mut self.open;
+        if open.traces.is_empty() {
+            open.start = u64::MAX;
+        }
+        open.traces.push((trace_id, first_row..self.builder.len()));
+        open.bytes += batches.iter().map(Message::encoded_len).sum::<usize>();
         open.spans += spans.len() as u64;
-        open.traces += 1;
         open.start = open.start.min(summary.start_unix_nano);
         open.end = open.end.max(summary.end_unix_nano);
-
-        if self.builder.len() >= BATCH_ROWS {
-            self.write_batch().await?;
-            // Only here, between traces, may a row group end.
-            if self.writer.in_progress_size() >= self.options.row_group_bytes {
-                self.close_row_group().await?;
-            }
+        open.last_trace_start = open.last_trace_start.max(summary.start_unix_nano);
+        // Only here, between traces, may a row group end.
+        if open.bytes >= self.options.row_group_bytes {
+            self.close_row_group().await?;
         }
         Ok(())
     }
 
-    async fn write_batch(&mut self) -> Result<(), BlockError> {
-        if self.builder.is_empty() {
+    /// Writes the open row group's rows sorted by trace id (each trace's rows in the order they
+    /// came), with its bloom filter and meta.
+    async fn close_row_group(&mut self) -> Result<(), BlockError> {
+        let mut open = std::mem::take(&mut self.open);
+        if open.traces.is_empty() {
             return Ok(());
         }
-        let batch: RecordBatch = self.builder.finish()?;
-        self.writer.write(&batch).await?;
-        Ok(())
-    }
-
-    async fn close_row_group(&mut self) -> Result<(), BlockError> {
-        self.writer.flush().await?;
-        if let Some(open) = self.open.take() {
-            self.row_groups.push(RowGroupMeta {
-                min_id: open.min_id,
-                max_id: open.max_id,
-                spans: open.spans,
-                traces: open.traces,
-                start_time: nanos_to_time(open.start),
-                end_time: nanos_to_time(open.end),
-            });
+        open.traces.sort_unstable_by_key(|(id, _)| *id);
+        let order: UInt32Array = open
+            .traces
+            .iter()
+            .flat_map(|(_, rows)| rows.clone())
+            .map(|row| row as u32)
+            .collect();
+        let rows = take_record_batch(&self.builder.finish()?, &order)?;
+        let mut offset = 0;
+        while offset < rows.num_rows() {
+            let len = BATCH_ROWS.min(rows.num_rows() - offset);
+            self.writer.write(&rows.slice(offset, len)).await?;
+            offset += len;
         }
+        self.writer.flush().await?;
+
+        let mut bloom = Sbbf::new_with_ndv_fpp(open.traces.len() as u64, BLOOM_FPP)?;
+        for (id, _) in &open.traces {
+            bloom.insert(&id.0[..]);
+        }
+        let before = self.blooms.len();
+        bloom.write(&mut self.blooms)?;
+        self.row_groups.push(RowGroupMeta {
+            min_id: open.traces[0].0,
+            max_id: open.traces[open.traces.len() - 1].0,
+            spans: open.spans,
+            traces: open.traces.len() as u64,
+            start_time: nanos_to_time(open.start),
+            end_time: nanos_to_time(open.end),
+            last_trace_start: Some(nanos_to_time(open.last_trace_start)),
+            bloom_size: (self.blooms.len() - before) as u64,
+        });
         Ok(())
     }
 
     /// Writes the rest of the data, the sidecars and finally `meta.json`.
     pub async fn finish(mut self) -> Result<BlockMeta, BlockError> {
-        if self.trace_ids.is_empty() {
+        let (Some(min_id), Some(max_id)) = (self.min_id, self.max_id) else {
             return Err(BlockError::Empty);
-        }
-        self.write_batch().await?;
+        };
         self.close_row_group().await?;
         let data_bytes = self.written.load(std::sync::atomic::Ordering::Relaxed);
         self.writer.close().await?;
         crate::crash_point::reached("block:after-data");
         let size = self.written.load(std::sync::atomic::Ordering::Relaxed);
 
-        let mut bloom = Sbbf::new_with_ndv_fpp(self.trace_ids.len() as u64, BLOOM_FPP)?;
-        for id in &self.trace_ids {
-            bloom.insert(&id.0[..]);
-        }
-        let mut bloom_bytes = Vec::new();
-        bloom.write(&mut bloom_bytes)?;
-        let bloom_size = bloom_bytes.len() as u64;
+        let bloom_size = self.blooms.len() as u64;
         let object = |file| block_object(&self.tenant, self.block_id, file);
         self.store
-            .put(&object(BLOOM_FILE), bloom_bytes.into())
+            .put(&object(BLOOM_FILE), std::mem::take(&mut self.blooms).into())
             .await?;
 
         let catalog: TagCatalog = self.builder.take_catalog().finish();
@@ -432,8 +489,8 @@ impl BlockWriter {
             total_traces: self.trace_ids.len() as u64,
             size,
             footer_size: size - data_bytes,
-            min_id: self.trace_ids[0],
-            max_id: *self.trace_ids.last().expect("not empty"),
+            min_id,
+            max_id,
             compaction_level: self.options.compaction_level,
             row_groups: self.row_groups,
             dedicated_columns: self.options.dedicated_columns,
@@ -447,18 +504,34 @@ impl BlockWriter {
     }
 }
 
-/// Writes one block from traces already grouped by id (see [`super::split_by_trace`]).
+/// Writes one block of `traces` (each id once), oldest first.
 pub async fn write_block<'a>(
     store: Arc<dyn ObjectStore>,
     tenant: &str,
     options: BlockOptions,
     traces: impl IntoIterator<Item = (&'a TraceId, &'a Vec<ResourceSpans>)>,
 ) -> Result<BlockMeta, BlockError> {
+    let mut traces: Vec<_> = traces
+        .into_iter()
+        .map(|(id, batches)| (trace_start(batches), id, batches))
+        .collect();
+    traces.sort_unstable_by_key(|(start, id, _)| (*start, **id));
     let mut writer = BlockWriter::new(store, tenant, options)?;
-    for (id, batches) in traces {
+    for (_, id, batches) in traces {
         writer.append_trace(*id, batches).await?;
     }
     writer.finish().await
+}
+
+/// The earliest start of a span of `batches`, Unix nanoseconds (0 without spans).
+pub fn trace_start(batches: &[ResourceSpans]) -> u64 {
+    batches
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|span| span.start_time_unix_nano)
+        .min()
+        .unwrap_or(0)
 }
 
 /// Reads a block's `meta.json`.
@@ -472,11 +545,19 @@ pub async fn read_meta(
         .await?
         .bytes()
         .await?;
-    serde_json::from_slice(&bytes).map_err(|e| BlockError::Corrupt {
+    let corrupt = |message: String| BlockError::Corrupt {
         block,
         file: META_FILE,
-        message: e.to_string(),
-    })
+        message,
+    };
+    let meta: BlockMeta = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    if meta.format != FORMAT && meta.format != FORMAT_BY_ID {
+        return Err(corrupt(format!(
+            "format {:?} is not one this version reads ({FORMAT}, {FORMAT_BY_ID})",
+            meta.format
+        )));
+    }
+    Ok(meta)
 }
 
 /// Reads a block's tag catalog.
@@ -492,12 +573,69 @@ pub async fn read_catalog(
     })
 }
 
-/// Reads a block's trace-id bloom filter.
-pub async fn read_bloom(store: &dyn ObjectStore, meta: &BlockMeta) -> Result<Sbbf, BlockError> {
+/// A block's trace-id bloom filters.
+pub enum TraceIdBloom {
+    /// One for the whole block ([`FORMAT_BY_ID`]).
+    Block(Sbbf),
+    /// One per row group.
+    RowGroups(Vec<Sbbf>),
+}
+
+impl TraceIdBloom {
+    /// The row groups of `meta` (the block of these filters) that may hold `id`.
+    pub fn row_groups(&self, meta: &BlockMeta, id: &TraceId) -> Vec<usize> {
+        let in_range = meta
+            .row_groups
+            .iter()
+            .enumerate()
+            .filter(|(_, rg)| rg.may_contain(id));
+        match self {
+            Self::Block(bloom) if bloom.check(&id.0[..]) => in_range.map(|(i, _)| i).collect(),
+            Self::Block(_) => Vec::new(),
+            Self::RowGroups(blooms) => in_range
+                .filter(|(i, _)| blooms.get(*i).is_none_or(|b| b.check(&id.0[..])))
+                .map(|(i, _)| i)
+                .collect(),
+        }
+    }
+
+    /// Memory held, in bytes.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::Block(bloom) => bloom.num_blocks() * 32,
+            Self::RowGroups(blooms) => blooms.iter().map(|b| b.num_blocks() * 32).sum(),
+        }
+    }
+}
+
+/// Reads a block's trace-id bloom filters.
+pub async fn read_bloom(
+    store: &dyn ObjectStore,
+    meta: &BlockMeta,
+) -> Result<TraceIdBloom, BlockError> {
     let bytes = store.get(&meta.object(BLOOM_FILE)).await?.bytes().await?;
-    Sbbf::from_bytes(&bytes).map_err(|e| BlockError::Corrupt {
+    let corrupt = |message: String| BlockError::Corrupt {
         block: meta.block_id,
         file: BLOOM_FILE,
-        message: e.to_string(),
-    })
+        message,
+    };
+    if meta.format == FORMAT_BY_ID {
+        return Sbbf::from_bytes(&bytes)
+            .map(TraceIdBloom::Block)
+            .map_err(|e| corrupt(e.to_string()));
+    }
+    let mut blooms = Vec::with_capacity(meta.row_groups.len());
+    let mut offset = 0usize;
+    for rg in &meta.row_groups {
+        let end = offset + rg.bloom_size as usize;
+        let Some(slice) = bytes.get(offset..end) else {
+            return Err(corrupt(format!(
+                "{} bytes, the row groups' filters need {end}",
+                bytes.len()
+            )));
+        };
+        blooms.push(Sbbf::from_bytes(slice).map_err(|e| corrupt(e.to_string()))?);
+        offset = end;
+    }
+    Ok(TraceIdBloom::RowGroups(blooms))
 }

@@ -1,7 +1,8 @@
-//! Reading blocks outside queries: trace by id, and the blocks' tag catalogs. Pruning goes from cheap to dear: block metas (id range, time range),
-//! the block's trace-id bloom filter (one small cached object), the row-group id ranges in the
-//! meta, then the page index of the sorted `trace_id` column, so only the pages around the
-//! trace are fetched. Spans found in several blocks are combined, deduplicated by span id and
+//! Reading blocks outside queries: trace by id, and the blocks' tag catalogs. Pruning goes
+//! from cheap to dear: block metas (id range, time range), the block's trace-id bloom filters
+//! (one small cached object: a filter per row group, or one for a block of the first format)
+//! with the row-group id ranges in the meta, then the page index of `trace_id` (sorted inside
+//! each row group), so only the pages around the trace are fetched. Spans found in several blocks are combined, deduplicated by span id and
 //! kind.
 
 use std::sync::Arc;
@@ -16,12 +17,11 @@ use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector,
 };
-use parquet::bloom_filter::Sbbf;
 use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use uuid::Uuid;
 
-use super::block::{BlockError, BlockMeta, DATA_FILE, read_bloom, read_catalog};
+use super::block::{BlockError, BlockMeta, DATA_FILE, TraceIdBloom, read_bloom, read_catalog};
 use super::blocklist::Blocklist;
 use super::catalog::TagCatalog;
 use super::combine::{combine, span_count};
@@ -61,7 +61,7 @@ impl FoundTrace {
 pub struct TraceReader {
     store: Arc<dyn ObjectStore>,
     blocklist: Arc<Blocklist>,
-    blooms: moka::sync::Cache<Uuid, Arc<Sbbf>>,
+    blooms: moka::sync::Cache<Uuid, Arc<TraceIdBloom>>,
     footers: moka::sync::Cache<Uuid, ArrowReaderMetadata>,
     catalogs: moka::sync::Cache<Uuid, Arc<TagCatalog>>,
     merged: moka::sync::Cache<(String, Vec<Uuid>), Arc<TagCatalog>>,
@@ -93,7 +93,7 @@ impl TraceReader {
             store,
             blocklist,
             blooms: moka::sync::Cache::builder()
-                .weigher(|_, bloom: &Arc<Sbbf>| (bloom.num_blocks() * 32) as u32)
+                .weigher(|_, bloom: &Arc<TraceIdBloom>| bloom.bytes().min(u32::MAX as usize) as u32)
                 .max_capacity(BLOOM_CACHE_BYTES)
                 .build(),
             footers: moka::sync::Cache::builder()
@@ -183,11 +183,13 @@ impl TraceReader {
         let results: Vec<Option<(Vec<RecordBatch>, usize, usize)>> =
             futures::stream::iter(candidates)
                 .map(|meta| async move {
-                    if !self.bloom(&meta).await?.check(&id.0[..]) {
+                    let row_groups = self.bloom(&meta).await?.row_groups(&meta, &id);
+                    if row_groups.is_empty() {
                         return Ok::<_, BlockError>(None);
                     }
-                    let (batches, row_groups, pages) =
-                        self.read_trace_rows(&meta, id, fetched_ref.clone()).await?;
+                    let (batches, row_groups, pages) = self
+                        .read_trace_rows(&meta, id, row_groups, fetched_ref.clone())
+                        .await?;
                     Ok(Some((batches, row_groups, pages)))
                 })
                 .buffer_unordered(BLOCK_CONCURRENCY)
@@ -218,12 +220,28 @@ impl TraceReader {
         })
     }
 
-    /// Whether block `meta` may hold trace `id`: its id range, then its (cached) bloom filter.
-    pub async fn may_hold(&self, meta: &BlockMeta, id: &TraceId) -> Result<bool, BlockError> {
-        Ok(meta.may_contain(id) && self.bloom(meta).await?.check(&id.0[..]))
+    /// The row groups of block `meta` that may hold one of `ids`, by their id ranges and (cached)
+    /// bloom filters, in ascending order.
+    pub async fn row_groups_holding(
+        &self,
+        meta: &BlockMeta,
+        ids: &[TraceId],
+    ) -> Result<Vec<usize>, BlockError> {
+        let ids: Vec<&TraceId> = ids.iter().filter(|id| meta.may_contain(id)).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bloom = self.bloom(meta).await?;
+        let mut row_groups: Vec<usize> = ids
+            .into_iter()
+            .flat_map(|id| bloom.row_groups(meta, id))
+            .collect();
+        row_groups.sort_unstable();
+        row_groups.dedup();
+        Ok(row_groups)
     }
 
-    async fn bloom(&self, meta: &BlockMeta) -> Result<Arc<Sbbf>, BlockError> {
+    async fn bloom(&self, meta: &BlockMeta) -> Result<Arc<TraceIdBloom>, BlockError> {
         if let Some(bloom) = self.blooms.get(&meta.block_id) {
             return Ok(bloom);
         }
@@ -248,24 +266,15 @@ impl TraceReader {
         Ok(footer)
     }
 
-    /// The rows of trace `id` in one block: only the row groups whose id range holds it, and in
-    /// those only the pages of the sorted `trace_id` column whose min/max hold it.
+    /// The rows of trace `id` in `row_groups` of one block: in those only the pages of the
+    /// `trace_id` column (sorted in each row group) whose min/max hold it.
     async fn read_trace_rows(
         &self,
         meta: &BlockMeta,
         id: TraceId,
+        row_groups: Vec<usize>,
         fetched: Arc<std::sync::atomic::AtomicU64>,
     ) -> Result<(Vec<RecordBatch>, usize, usize), BlockError> {
-        let row_groups: Vec<usize> = meta
-            .row_groups
-            .iter()
-            .enumerate()
-            .filter(|(_, rg)| rg.min_id <= id && id <= rg.max_id)
-            .map(|(i, _)| i)
-            .collect();
-        if row_groups.is_empty() {
-            return Ok((Vec::new(), 0, 0));
-        }
         let footer = self.footer(meta).await?;
         let (selection, pages) = page_selection(&footer, &row_groups, &id);
         let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(

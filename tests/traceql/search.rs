@@ -1053,15 +1053,47 @@ async fn store_of_25_blocks(dir: &std::path::Path, layout: fn(usize) -> usize) -
     span_session(store, blocklist, "single-tenant", &[]).unwrap()
 }
 
-/// Blocks are read newest first and a search stops once older blocks cannot change its
-/// result: it returns exactly the newest traces a full scan returns, reading less.
+/// The same 400 traces as [`store_of_25_blocks`] in one block of about 25 row groups, as a
+/// compactor writes them: the row groups follow each other in time.
+async fn store_of_one_block(dir: &std::path::Path) -> SpanSource {
+    let store = local_store(dir);
+    let traces = generate(77, 400);
+    let options = BlockOptions {
+        row_group_bytes: 64 << 10,
+        ..BlockOptions::default()
+    };
+    let meta = write_block(store.clone(), "single-tenant", options, traces.iter())
+        .await
+        .unwrap();
+    assert!(
+        (9..64).contains(&meta.row_groups.len()),
+        "{} row groups",
+        meta.row_groups.len()
+    );
+    for pair in meta.row_groups.windows(2) {
+        assert!(
+            pair[0].last_trace_start.unwrap() <= pair[1].start_time,
+            "row groups in time order: {pair:?}"
+        );
+    }
+    let blocklist = Arc::new(Blocklist::new(store.clone()));
+    blocklist.poll().await.unwrap();
+    span_session(store, blocklist, "single-tenant", &[]).unwrap()
+}
+
+/// Row groups are read newest first, across blocks and inside one, and a search stops once
+/// older row groups cannot change its result: it returns exactly the newest traces a full scan
+/// returns, reading less.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn search_reads_newest_blocks_first_and_stops_when_settled() {
+async fn search_reads_newest_row_groups_first_and_stops_when_settled() {
     let dir = tempfile::tempdir().unwrap();
     // Consecutive traces per block, as an ingester cuts them by time: blocks barely overlap.
     let by_time = store_of_25_blocks(&dir.path().join("a"), |n| n / 16).await;
-    // Round robin: every block spans the whole time range, so no block can be left out.
+    // Round robin: every block spans the whole time range, so only the newest few traces are
+    // found without reading every block.
     let interleaved = store_of_25_blocks(&dir.path().join("b"), |n| n % 25).await;
+    let one_block = store_of_one_block(&dir.path().join("c")).await;
+    let mut answers = HashMap::new();
     let run = |ctx: &SpanSource, query: &'static str, limit: usize| {
         let ctx = ctx.clone();
         async move {
@@ -1097,16 +1129,34 @@ async fn search_reads_newest_blocks_first_and_stops_when_settled() {
             10,
             1,
         ),
-        ("interleaved", &interleaved, "{ }", 5, 2),
-        ("interleaved", &interleaved, "{ status = error }", 3, 2),
+        // The 5 newest traces start after the newest trace of the 17 oldest blocks.
+        ("interleaved", &interleaved, "{ }", 5, 1),
+        ("interleaved", &interleaved, "{ }", 20, 2),
+        ("interleaved", &interleaved, "{ status = error }", 10, 2),
+        ("one block", &one_block, "{ }", 5, 1),
+        ("one block", &one_block, "{ status = error }", 3, 1),
+        ("one block", &one_block, "{ }", 200, 2),
+        (
+            "one block",
+            &one_block,
+            "{ kind = server } >> { kind = client }",
+            10,
+            1,
+        ),
     ] {
         let what = format!("{layout}: {query} limit {limit}");
-        let settled = run(ctx, query, limit).await;
+        // The full search first, so both read with the block footers cached.
         let full = run(ctx, query, 100_000).await;
+        let settled = run(ctx, query, limit).await;
+        // Every shape of the same traces gives the same answer.
+        if let Some(other) = answers.insert((query, limit), settled.traces.clone()) {
+            assert_eq!(other, settled.traces, "{what}: as in another shape");
+        }
         assert_eq!(full.stats.passes, 2, "{what}: a full search reads all");
+        let blocks = if layout == "one block" { 1 } else { 25 };
         assert_eq!(
             (settled.stats.total_blocks, full.stats.total_blocks),
-            (25, 25),
+            (blocks, blocks),
             "{what}: the blocks of the range, read or not"
         );
         assert!(
@@ -1339,16 +1389,16 @@ async fn a_value_no_catalog_lists_is_answered_without_reading_blocks() {
 }
 
 #[test]
-fn passes_grow_and_jump_to_all_blocks_when_matches_are_rare() {
-    use tracefusion::exec::search::{most_passes, next_pass_blocks};
+fn passes_grow_and_jump_to_all_row_groups_when_matches_are_rare() {
+    use tracefusion::exec::search::{most_passes, next_pass_row_groups};
     // Plenty of matches: grow four times.
-    assert_eq!(next_pass_blocks(8, 1000, 20, 20), 32);
+    assert_eq!(next_pass_row_groups(8, 1000, 20, 20), 32);
     // No match yet, or one in 8 blocks with 20 wanted: as many blocks as that rate needs.
-    assert_eq!(next_pass_blocks(8, 1000, 0, 20), 1000);
-    assert_eq!(next_pass_blocks(8, 1000, 1, 20), 160);
+    assert_eq!(next_pass_row_groups(8, 1000, 0, 20), 1000);
+    assert_eq!(next_pass_row_groups(8, 1000, 1, 20), 160);
     // More than half of the blocks: all of them.
-    assert_eq!(next_pass_blocks(8, 200, 1, 20), 200);
-    assert_eq!(next_pass_blocks(32, 120, 20, 20), 120);
+    assert_eq!(next_pass_row_groups(8, 200, 1, 20), 200);
+    assert_eq!(next_pass_row_groups(32, 120, 20, 20), 120);
     assert_eq!(most_passes(0), 1);
     assert_eq!(most_passes(8), 1);
     assert_eq!(most_passes(25), 2);
