@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Search latency and bytes read over two store shapes, for one or more tracefusion binaries.
 
-Generates (with the first binary) the same traces twice: as one big block, and as many small
-blocks. Then for each binary and store it starts `tracefusion serve` over the store and runs
-each search `--runs` times through the HTTP API (warm: the first run is not counted), printing
-the median latency, inspectedBytes and inspectedSpans as a Markdown table.
+Each binary generates the same traces (same seed) twice, in the block format it writes: as one
+big block, and as many small blocks. Then it serves each store (`tracefusion serve`) and runs
+each search `--runs` times through the HTTP API (warm: the first run is not counted), and
+looks up 50 traces by id. Prints the median latency, inspectedBytes and inspectedSpans per
+search, the median trace-by-id latency and the server's peak resident memory, as Markdown.
 
   python3 bench/store_shapes.py --binary before=/path/a --binary after=/path/b
 """
@@ -12,6 +13,7 @@ the median latency, inspectedBytes and inspectedSpans as a Markdown table.
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -75,7 +77,15 @@ def generate(binary, config, traces, per_block):
     )
 
 
-def measure(binary, config, port, runs):
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(binary, config, port, runs, limit):
     server = subprocess.Popen([binary, "serve", "--config", config],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -91,7 +101,7 @@ def measure(binary, config, port, runs):
             raise SystemExit(f"{binary} did not become ready")
         rows = {}
         for name, query in SEARCHES:
-            url = base + "/api/search?" + urllib.parse.urlencode({"q": query, "limit": 20})
+            url = base + "/api/search?" + urllib.parse.urlencode({"q": query, "limit": limit})
             times = []
             body = None
             for run in range(runs + 1):
@@ -106,6 +116,16 @@ def measure(binary, config, port, runs):
                 int(metrics.get("inspectedSpans", 0)),
                 len(body.get("traces", [])),
             )
+        url = base + "/api/search?" + urllib.parse.urlencode({"q": "{ }", "limit": 50})
+        ids = [t["traceID"] for t in json.load(urllib.request.urlopen(url, timeout=300))["traces"]]
+        times = []
+        for run, trace_id in enumerate(ids[:5] + ids):
+            started = time.perf_counter()
+            urllib.request.urlopen(base + "/api/v2/traces/" + trace_id, timeout=60).read()
+            if run >= 5:
+                times.append((time.perf_counter() - started) * 1000)
+        rows["trace_by_id"] = (statistics.median(times), 0, 0, len(ids))
+        rows["peak_rss_mb"] = peak_rss_mb(server.pid)
         return rows
     finally:
         server.terminate()
@@ -118,23 +138,25 @@ def main():
     parser.add_argument("--traces", type=int, default=60000)
     parser.add_argument("--blocks", type=int, default=100, help="blocks of the many-blocks store")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--limit", type=int, default=20, help="traces per search")
     args = parser.parse_args()
     binaries = [b.split("=", 1) for b in args.binary]
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as dir:
         shapes = [("one block", args.traces), (f"{args.blocks} blocks", -(-args.traces // args.blocks))]
         results = {}
         for shape, per_block in shapes:
-            store = os.path.join(dir, shape.replace(" ", "-"))
-            port = free_port()
-            config = os.path.join(store + ".yaml")
-            write_config(config, os.path.join(store, "blocks"), os.path.join(store, "wal"), port)
-            generate(binaries[0][1], config, args.traces, per_block)
             for name, binary in binaries:
+                store = os.path.join(dir, f"{shape}-{name}".replace(" ", "-"))
+                port = free_port()
+                config = os.path.join(store + ".yaml")
+                write_config(config, os.path.join(store, "blocks"), os.path.join(store, "wal"), port)
+                generate(binary, config, args.traces, per_block)
                 print(f"{shape}: {name}", file=sys.stderr)
-                results[(shape, name)] = measure(binary, config, port, args.runs)
+                results[(shape, name)] = measure(binary, config, port, args.runs, args.limit)
+                shutil.rmtree(store)
         names = [n for n, _ in binaries]
         for shape, _ in shapes:
-            print(f"\n{shape}, {args.traces} traces, median of {args.runs} warm runs, limit 20\n")
+            print(f"\n{shape}, {args.traces} traces, median of {args.runs} warm runs, limit {args.limit}\n")
             print("| search | " + " | ".join(f"{n} ms, MB read, spans read" for n in names) + " | traces |")
             print("|---|" + "---:|" * len(names) + "---:|")
             for search, _ in SEARCHES:
@@ -144,6 +166,10 @@ def main():
                     cells.append(f"{ms:.1f}, {read / 1e6:.2f}, {spans}")
                 found = results[(shape, names[-1])][search][3]
                 print(f"| {search} | " + " | ".join(cells) + f" | {found} |")
+            by_id = " | ".join(f"{results[(shape, n)]['trace_by_id'][0]:.1f} ms" for n in names)
+            print(f"| trace by id (median of 50) | {by_id} | |")
+            rss = " | ".join(f"{results[(shape, n)]['peak_rss_mb']:.0f} MB" for n in names)
+            print(f"| server peak memory | {rss} | |")
 
 
 if __name__ == "__main__":

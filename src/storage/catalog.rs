@@ -134,6 +134,36 @@ fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K, truncated: &
     }
 }
 
+impl TagCatalog {
+    /// About the bytes it holds in memory: what bounds caches of catalogs.
+    pub fn memory_size(&self) -> usize {
+        let value = |v: &ValueCount| {
+            std::mem::size_of::<ValueCount>()
+                + match &v.value {
+                    TagValue::String(s) => s.len(),
+                    _ => 0,
+                }
+        };
+        let keys: usize = self
+            .scopes
+            .values()
+            .flatten()
+            .map(|entry| {
+                std::mem::size_of::<KeyEntry>()
+                    + entry.key.len()
+                    + entry.types.iter().map(|t| t.len() + 24).sum::<usize>()
+                    + entry.values.iter().map(value).sum::<usize>()
+            })
+            .sum();
+        let intrinsics: usize = self
+            .intrinsics
+            .iter()
+            .map(|(name, values)| name.len() + values.iter().map(value).sum::<usize>())
+            .sum();
+        std::mem::size_of::<Self>() + keys + intrinsics
+    }
+}
+
 /// Collects a catalog while spans are appended.
 #[derive(Default)]
 pub struct CatalogBuilder {

@@ -28,7 +28,7 @@ use super::combine::{combine, span_count};
 use super::file_reader::BlockFileReader;
 use super::from_arrow::batches_to_otlp;
 use super::ids::TraceId;
-use super::schema;
+use super::{metrics, schema};
 
 /// How far a lookup got at each pruning step.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,11 +67,11 @@ pub struct TraceReader {
     merged: moka::sync::Cache<(String, Vec<Uuid>), Arc<TagCatalog>>,
 }
 
-/// Block catalogs kept in memory: they are small and never change once written.
-const CATALOG_CACHE_ENTRIES: u64 = 10_000;
-/// Merged catalogs of block sets kept in memory: requests repeat over the same blocks, and
-/// merging a hundred catalogs costs more than a tag request otherwise does.
-const MERGED_CACHE_ENTRIES: u64 = 64;
+/// Block catalogs kept in memory, by estimated bytes: they never change once written.
+const CATALOG_CACHE_BYTES: u64 = 64 << 20;
+/// Merged catalogs of block sets kept in memory, by estimated bytes: requests repeat over the
+/// same blocks, and merging a hundred catalogs costs more than a tag request otherwise does.
+const MERGED_CACHE_BYTES: u64 = 32 << 20;
 
 /// The tag catalog of a set of blocks.
 pub struct BlocksCatalog {
@@ -79,6 +79,11 @@ pub struct BlocksCatalog {
     /// Every block's catalog was read; otherwise the tags of those that could not be are
     /// missing (the error is logged).
     pub complete: bool,
+}
+
+/// A cache entry's weight: its bytes, saturating.
+fn weight(bytes: usize) -> u32 {
+    bytes.min(u32::MAX as usize) as u32
 }
 
 /// Cached Parquet metadata (footer plus page index) across all blocks, by estimated bytes.
@@ -93,17 +98,21 @@ impl TraceReader {
             store,
             blocklist,
             blooms: moka::sync::Cache::builder()
-                .weigher(|_, bloom: &Arc<TraceIdBloom>| bloom.bytes().min(u32::MAX as usize) as u32)
+                .weigher(|_, bloom: &Arc<TraceIdBloom>| weight(bloom.bytes()))
                 .max_capacity(BLOOM_CACHE_BYTES)
                 .build(),
             footers: moka::sync::Cache::builder()
-                .weigher(|_, meta: &ArrowReaderMetadata| {
-                    meta.metadata().memory_size().min(u32::MAX as usize) as u32
-                })
+                .weigher(|_, meta: &ArrowReaderMetadata| weight(meta.metadata().memory_size()))
                 .max_capacity(FOOTER_CACHE_BYTES)
                 .build(),
-            catalogs: moka::sync::Cache::new(CATALOG_CACHE_ENTRIES),
-            merged: moka::sync::Cache::new(MERGED_CACHE_ENTRIES),
+            catalogs: moka::sync::Cache::builder()
+                .weigher(|_, catalog: &Arc<TagCatalog>| weight(catalog.memory_size()))
+                .max_capacity(CATALOG_CACHE_BYTES)
+                .build(),
+            merged: moka::sync::Cache::builder()
+                .weigher(|_, catalog: &Arc<TagCatalog>| weight(catalog.memory_size()))
+                .max_capacity(MERGED_CACHE_BYTES)
+                .build(),
         }
     }
 
@@ -115,7 +124,9 @@ impl TraceReader {
             tenant.to_string(),
             blocks.iter().map(|meta| meta.block_id).collect::<Vec<_>>(),
         );
-        if let Some(catalog) = self.merged.get(&key) {
+        let cached = self.merged.get(&key);
+        metrics::cache_lookup("merged_catalog", cached.is_some());
+        if let Some(catalog) = cached {
             return BlocksCatalog {
                 catalog,
                 complete: true,
@@ -140,16 +151,20 @@ impl TraceReader {
         let catalog = Arc::new(catalog);
         if complete {
             self.merged.insert(key, catalog.clone());
+            metrics::cache_size("merged_catalog", self.merged.weighted_size());
         }
         BlocksCatalog { catalog, complete }
     }
 
     async fn block_catalog(&self, meta: &BlockMeta) -> Result<Arc<TagCatalog>, BlockError> {
-        if let Some(catalog) = self.catalogs.get(&meta.block_id) {
+        let cached = self.catalogs.get(&meta.block_id);
+        metrics::cache_lookup("catalog", cached.is_some());
+        if let Some(catalog) = cached {
             return Ok(catalog);
         }
         let catalog = Arc::new(read_catalog(self.store.as_ref(), meta).await?);
         self.catalogs.insert(meta.block_id, catalog.clone());
+        metrics::cache_size("catalog", self.catalogs.weighted_size());
         Ok(catalog)
     }
 
@@ -242,11 +257,14 @@ impl TraceReader {
     }
 
     async fn bloom(&self, meta: &BlockMeta) -> Result<Arc<TraceIdBloom>, BlockError> {
-        if let Some(bloom) = self.blooms.get(&meta.block_id) {
+        let cached = self.blooms.get(&meta.block_id);
+        metrics::cache_lookup("bloom", cached.is_some());
+        if let Some(bloom) = cached {
             return Ok(bloom);
         }
         let bloom = Arc::new(read_bloom(self.store.as_ref(), meta).await?);
         self.blooms.insert(meta.block_id, bloom.clone());
+        metrics::cache_size("bloom", self.blooms.weighted_size());
         Ok(bloom)
     }
 
@@ -256,13 +274,16 @@ impl TraceReader {
 
     /// The block's Parquet footer and page index, read in one ranged GET the first time.
     async fn footer(&self, meta: &BlockMeta) -> Result<ArrowReaderMetadata, BlockError> {
-        if let Some(footer) = self.footers.get(&meta.block_id) {
+        let cached = self.footers.get(&meta.block_id);
+        metrics::cache_lookup("footer", cached.is_some());
+        if let Some(footer) = cached {
             return Ok(footer);
         }
         let mut reader = self.object_reader(meta);
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let footer = ArrowReaderMetadata::load_async(&mut reader, options).await?;
         self.footers.insert(meta.block_id, footer.clone());
+        metrics::cache_size("footer", self.footers.weighted_size());
         Ok(footer)
     }
 

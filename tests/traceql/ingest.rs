@@ -1465,6 +1465,51 @@ async fn the_memory_limit_counts_rows_kept_for_queries() {
     }
 }
 
+/// A block the ingester cuts holds its traces in row groups by start time, whatever order they
+/// arrived in, each row group sorted by trace id; a search reads it newest first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_block_holds_row_groups_in_time_order() {
+    use std::sync::Arc;
+    use tracefusion::ingest::ingester::{Ingester, IngesterOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::storage::local_store(dir.path());
+    // By trace id, so out of time order.
+    let traces = generate(64, 400);
+    let blocklist = Arc::new(tracefusion::storage::Blocklist::new(store.clone()));
+    let ingester = Ingester::open(
+        IngesterOptions {
+            trace_idle_period: Duration::from_secs(3600),
+            max_block_duration: Duration::from_secs(3600),
+            max_block_bytes: 1 << 30,
+            max_memory_bytes: 1 << 30,
+            max_bytes_per_trace: 0,
+            block: tracefusion::storage::BlockOptions {
+                row_group_bytes: 64 << 10,
+                ..tracefusion::storage::BlockOptions::default()
+            },
+        },
+        &dir.path().join("wal"),
+        tracefusion::ingest::wal::SyncPolicy::Never,
+        store.clone(),
+        blocklist.clone(),
+    )
+    .await
+    .unwrap();
+    ingester.push("single-tenant", traces).await.unwrap();
+    assert_eq!(ingester.tick(true).await.unwrap(), 1);
+    blocklist.poll().await.unwrap();
+    let blocks = blocklist.blocks("single-tenant");
+    let meta = &blocks[0];
+    assert!(meta.row_groups.len() > 5, "{}", meta.row_groups.len());
+    for pair in meta.row_groups.windows(2) {
+        assert!(
+            pair[0].last_trace_start.unwrap() <= pair[1].start_time,
+            "row groups in time order: {pair:?}"
+        );
+    }
+    crate::storage::assert_row_groups_sorted_by_trace_id(store, meta).await;
+}
+
 /// A client clock far ahead (a span dated 2200) does not make its block the newest for good:
 /// the block's time range ends when the block was written (`ingestion_time_range_slack`,
 /// 2 minutes by default), and the span keeps its own times.

@@ -128,7 +128,10 @@ pub(crate) async fn scan_block(store: Arc<dyn ObjectStore>, meta: &BlockMeta) ->
 
 /// Inside each row group of the block, rows come by trace id; the row groups themselves by
 /// trace start, each holding its traces whole.
-async fn assert_row_groups_sorted_by_trace_id(store: Arc<dyn ObjectStore>, meta: &BlockMeta) {
+pub(crate) async fn assert_row_groups_sorted_by_trace_id(
+    store: Arc<dyn ObjectStore>,
+    meta: &BlockMeta,
+) {
     use arrow::array::AsArray;
     let mut seen = std::collections::HashSet::new();
     for (i, rg) in meta.row_groups.iter().enumerate() {
@@ -161,6 +164,26 @@ async fn assert_row_groups_sorted_by_trace_id(store: Arc<dyn ObjectStore>, meta:
             assert!(seen.insert(id), "trace {id} in two row groups");
         }
     }
+}
+
+/// `tracefusion_cache_requests_total` of `cache` and `result`, as `/metrics` shows it.
+fn cache_requests(cache: &str, result: &str) -> u64 {
+    prometheus::gather()
+        .iter()
+        .filter(|family| family.name() == "tracefusion_cache_requests_total")
+        .flat_map(|family| family.get_metric())
+        .filter(|metric| {
+            let label = |name: &str| {
+                metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_string())
+            };
+            label("cache").as_deref() == Some(cache) && label("result").as_deref() == Some(result)
+        })
+        .map(|metric| metric.get_counter().get_value() as u64)
+        .sum()
 }
 
 pub(crate) fn local_store(dir: &std::path::Path) -> Arc<MeteredStore> {
@@ -213,7 +236,9 @@ async fn round_trip(store: Arc<MeteredStore>) {
     let report = blocklist.poll().await.expect("poll");
     assert_eq!(report.added, 2);
     let reader = TraceReader::new(store.clone(), blocklist);
-    let (mut lookups, mut row_groups_read) = (0, 0);
+    let bloom_hits = || cache_requests("bloom", "hit");
+    let bloom_hits_before = bloom_hits();
+    let (mut lookups, mut row_groups_read) = (0u64, 0);
     for (id, written) in traces.iter().step_by(10) {
         let found = reader
             .find_trace("single-tenant", *id, None)
@@ -226,8 +251,15 @@ async fn round_trip(store: Arc<MeteredStore>) {
         );
         assert_eq!(found.stats.blocks_with_trace, 1);
         lookups += 1;
-        row_groups_read += found.stats.row_groups_read;
+        row_groups_read += found.stats.row_groups_read as u64;
     }
+    // Two blocks of consecutive trace ids: each lookup checks one block's bloom filters, read
+    // once and then taken from the cache.
+    assert!(
+        bloom_hits() - bloom_hits_before >= lookups - 2,
+        "{} hits in {lookups} lookups",
+        bloom_hits() - bloom_hits_before
+    );
     // The row groups' bloom filters (1% false positives) pick the row group of the trace.
     assert!(
         row_groups_read * 10 <= lookups * 12,
