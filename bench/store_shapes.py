@@ -139,21 +139,26 @@ def main():
     parser.add_argument("--blocks", type=int, default=100, help="blocks of the many-blocks store")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--limit", type=int, default=20, help="traces per search")
+    parser.add_argument("--stores", help="keep the generated stores here and reuse them (a store "
+                        "is named by shape, binary name and traces: reuse only for the same build)")
     args = parser.parse_args()
     binaries = [b.split("=", 1) for b in args.binary]
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as dir:
+        stores = args.stores or dir
         shapes = [("one block", args.traces), (f"{args.blocks} blocks", -(-args.traces // args.blocks))]
         results = {}
         for shape, per_block in shapes:
             for name, binary in binaries:
-                store = os.path.join(dir, f"{shape}-{name}".replace(" ", "-"))
+                store = os.path.join(stores, f"{shape}-{name}-{args.traces}".replace(" ", "-"))
                 port = free_port()
                 config = os.path.join(store + ".yaml")
                 write_config(config, os.path.join(store, "blocks"), os.path.join(store, "wal"), port)
-                generate(binary, config, args.traces, per_block)
+                if not os.path.isdir(os.path.join(store, "blocks")):
+                    generate(binary, config, args.traces, per_block)
                 print(f"{shape}: {name}", file=sys.stderr)
                 results[(shape, name)] = measure(binary, config, port, args.runs, args.limit)
-                shutil.rmtree(store)
+                if not args.stores:
+                    shutil.rmtree(store)
         names = [n for n, _ in binaries]
         for shape, _ in shapes:
             print(f"\n{shape}, {args.traces} traces, median of {args.runs} warm runs, limit {args.limit}\n")
