@@ -145,6 +145,7 @@ def main():
     binaries = [b.split("=", 1) for b in args.binary]
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as dir:
         stores = args.stores or dir
+        os.makedirs(stores, exist_ok=True)
         shapes = [("one block", args.traces), (f"{args.blocks} blocks", -(-args.traces // args.blocks))]
         results = {}
         for shape, per_block in shapes:

@@ -183,16 +183,17 @@ pub(crate) fn range_filter(start: Option<i64>, end: Option<i64>) -> Option<Expr>
     .reduce(Expr::and)
 }
 
-/// Row groups the first pass of a search reads; each later pass reads this many times more.
+/// Row groups the first pass of a search reads; each later pass reads at least this many
+/// times more.
 const FIRST_PASS_ROW_GROUPS: usize = 8;
-const PASS_GROWTH: usize = 4;
+const PASS_GROWTH: usize = 2;
 
 /// Runs a search over what `source` reads.
 ///
 /// Blocks are read by row groups, newest first: a pass reads live data and the row groups
 /// whose traces may be newest, and the search stops once the `limit` traces found all start
 /// after every trace of the row groups left out (none of those can be newer). Otherwise the
-/// next pass reads [`PASS_GROWTH`] times more row groups, up to all of them. Each pass
+/// next pass reads more row groups (see [`next_pass_row_groups`]), up to all of them. Each pass
 /// evaluates the query over everything it reads, so a trace split across blocks is matched
 /// whole as long as its parts were read.
 pub async fn search(
@@ -336,12 +337,16 @@ async fn add_service_stats(
 
 /// The row groups the pass after one over `read` of `total` row groups reads, when that pass
 /// kept `kept` of `limit` traces. It grows by [`PASS_GROWTH`], or straight to what finding
-/// `limit` traces at the rate so far would take; a pass of more than half the row groups reads
-/// them all (so a rare match, or none, costs two passes rather than many).
+/// `limit` traces at the rate so far would take, with a quarter more to spare; a pass of more
+/// than half the row groups reads them all (so a rare match, or none, costs two passes rather
+/// than many).
 pub fn next_pass_row_groups(read: usize, total: usize, kept: usize, limit: usize) -> usize {
     let needed = match kept {
         0 => total,
-        kept => read.saturating_mul(limit).div_ceil(kept),
+        kept => {
+            let needed = read.saturating_mul(limit).div_ceil(kept);
+            needed.saturating_add(needed.div_ceil(4))
+        }
     };
     let next = (read * PASS_GROWTH).max(needed);
     if next * 2 > total { total } else { next }

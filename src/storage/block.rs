@@ -47,8 +47,9 @@ pub const DATA_FILE: &str = "data.parquet";
 pub const META_FILE: &str = "meta.json";
 pub const BLOOM_FILE: &str = "bloom";
 pub const TAGS_FILE: &str = "tags.json";
-/// False-positive rate of the trace-id bloom filters.
-pub const BLOOM_FPP: f64 = 0.01;
+/// False-positive rate of a row group's trace-id bloom filter. A lookup checks every row
+/// group of a block (a big block has about a hundred), so each must be rare.
+pub const BLOOM_FPP: f64 = 0.001;
 /// Rows per record batch handed to the Parquet writer.
 const BATCH_ROWS: usize = 4096;
 /// Rows per data page at most: small enough that trace by id reads little around its trace.

@@ -1391,18 +1391,20 @@ async fn a_value_no_catalog_lists_is_answered_without_reading_blocks() {
 #[test]
 fn passes_grow_and_jump_to_all_row_groups_when_matches_are_rare() {
     use tracefusion::exec::search::{most_passes, next_pass_row_groups};
-    // Plenty of matches: grow four times.
-    assert_eq!(next_pass_row_groups(8, 1000, 20, 20), 32);
-    // No match yet, or one in 8 blocks with 20 wanted: as many blocks as that rate needs.
+    // Enough traces, but not newer than what is left: twice as many.
+    assert_eq!(next_pass_row_groups(8, 1000, 20, 20), 16);
+    // Some found: what the rate so far needs, and a quarter more (16 * 1.25).
+    assert_eq!(next_pass_row_groups(8, 1000, 10, 20), 20);
+    // No match yet, or one in 8 row groups with 20 wanted: as many as that rate needs.
     assert_eq!(next_pass_row_groups(8, 1000, 0, 20), 1000);
-    assert_eq!(next_pass_row_groups(8, 1000, 1, 20), 160);
-    // More than half of the blocks: all of them.
+    assert_eq!(next_pass_row_groups(8, 1000, 1, 20), 200);
+    // More than half of the row groups: all of them.
     assert_eq!(next_pass_row_groups(8, 200, 1, 20), 200);
     assert_eq!(next_pass_row_groups(32, 120, 20, 20), 120);
     assert_eq!(most_passes(0), 1);
     assert_eq!(most_passes(8), 1);
     assert_eq!(most_passes(25), 2);
-    assert_eq!(most_passes(120), 3);
+    assert_eq!(most_passes(120), 4);
 }
 
 /// String values of span attribute `key` on the spans of services named `service`.

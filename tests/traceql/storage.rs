@@ -260,7 +260,7 @@ async fn round_trip(store: Arc<MeteredStore>) {
         "{} hits in {lookups} lookups",
         bloom_hits() - bloom_hits_before
     );
-    // The row groups' bloom filters (1% false positives) pick the row group of the trace.
+    // The row groups' bloom filters (0.1% false positives) pick the row group of the trace.
     assert!(
         row_groups_read * 10 <= lookups * 12,
         "{row_groups_read} row groups read in {lookups} lookups"
@@ -407,7 +407,7 @@ async fn bloom_filters_prune_blocks_with_overlapping_ids() {
         assert!(found.stats.blocks_in_range > 10, "{:?}", found.stats);
         past_bloom += found.stats.blocks_past_bloom;
     }
-    // 40 lookups, one true block each; 1% false positives over 19 others allow a few more.
+    // 40 lookups, one true block each; 0.1% false positives over 19 others allow a few more.
     assert!(
         past_bloom <= 40 + 6,
         "{past_bloom} blocks passed the bloom filter"
