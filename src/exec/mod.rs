@@ -2,6 +2,7 @@
 //! newest-first passes with spanset and trace assembly, and tag values over span data.
 
 pub mod error;
+pub mod filter_truth;
 pub mod request;
 pub mod runner;
 pub mod search;

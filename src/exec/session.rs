@@ -25,6 +25,7 @@ use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 
+use super::filter_truth::FilterTruth;
 use super::structural::StructuralJoinPlanner;
 use super::top_k::TraceTopKPlanner;
 use super::yield_points::YieldInSortInputs;
@@ -88,6 +89,7 @@ impl QueryRuntime {
             .with_config(SessionConfig::new().with_information_schema(true))
             .with_runtime_env(Arc::new(runtime))
             .with_default_features()
+            .with_analyzer_rule(Arc::new(FilterTruth))
             .with_physical_optimizer_rule(Arc::new(YieldInSortInputs))
             .with_query_planner(Arc::new(TraceQlPlanner))
             .build();

@@ -1011,6 +1011,11 @@ fn query_and_explain_commands_run_searches_from_the_command_line() {
         stdout.contains("predicate="),
         "the filter reaches the Parquet scan: {stdout}"
     );
+    // As a plain comparison, which row-group statistics and the page index prune by.
+    assert!(
+        stdout.contains("pruning_predicate=") && !stdout.contains("IS NOT DISTINCT FROM"),
+        "the filter prunes: {stdout}"
+    );
 
     // The catalogs hold `http.route` only as a span string: one read, no CASE over scopes.
     let (ok, stdout, stderr) = run(&["explain", r#"{ .http.route = "/cart" }"#]);
