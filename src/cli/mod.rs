@@ -248,6 +248,7 @@ pub fn run() -> ExitCode {
                     spss,
                     start: start.map(|s| s.saturating_mul(1_000_000_000)),
                     end: end.map(|e| e.saturating_mul(1_000_000_000)),
+                    ..crate::exec::search::SearchOptions::default()
                 },
                 json,
                 server: server.as_deref(),

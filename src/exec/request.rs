@@ -129,6 +129,7 @@ impl SearchRequest {
                 spss,
                 start: range.map(|r| r.0),
                 end: range.map(|r| r.1),
+                ..SearchOptions::default()
             },
         ))
     }

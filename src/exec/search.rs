@@ -44,7 +44,14 @@ pub struct SearchOptions {
     /// Span start times to search, Unix nanoseconds, inclusive.
     pub start: Option<i64>,
     pub end: Option<i64>,
+    /// Spans the first pass reads from blocks, in whole row groups, newest first (see
+    /// [`search`]).
+    pub first_pass_spans: u64,
 }
+
+/// What the first pass of a search reads by default: about what a limit-20 search of common
+/// attributes needs, and some 30 ms on 2 cores.
+pub const FIRST_PASS_SPANS: u64 = 100_000;
 
 impl Default for SearchOptions {
     fn default() -> Self {
@@ -53,6 +60,7 @@ impl Default for SearchOptions {
             spss: DEFAULT_SPSS,
             start: None,
             end: None,
+            first_pass_spans: FIRST_PASS_SPANS,
         }
     }
 }
@@ -183,17 +191,16 @@ pub(crate) fn range_filter(start: Option<i64>, end: Option<i64>) -> Option<Expr>
     .reduce(Expr::and)
 }
 
-/// Row groups the first pass of a search reads; each later pass reads at least this many
-/// times more.
-const FIRST_PASS_ROW_GROUPS: usize = 8;
-const PASS_GROWTH: usize = 2;
+/// Each pass of a search reads at least this many times the spans of the one before.
+const PASS_GROWTH: u64 = 2;
 
 /// Runs a search over what `source` reads.
 ///
 /// Blocks are read by row groups, newest first: a pass reads live data and the row groups
-/// whose traces may be newest, and the search stops once the `limit` traces found all start
-/// after every trace of the row groups left out (none of those can be newer). Otherwise the
-/// next pass reads more row groups (see [`next_pass_row_groups`]), up to all of them. Each pass
+/// whose traces may be newest (the first, `first_pass_spans` of spans), and the search stops
+/// once the `limit` traces found all start after every trace of the row groups left out (none
+/// of those can be newer). Otherwise the next pass reads more (see [`next_pass_spans`]), up
+/// to all of them. Each pass
 /// evaluates the query over everything it reads, so a trace split across blocks is matched
 /// whole as long as its parts were read.
 pub async fn search(
@@ -213,16 +220,18 @@ pub async fn search_with_progress(
 ) -> Result<SearchResult> {
     let plan = plan(source, query, options).await?;
     let searched = source.blocks_in((options.start, options.end));
-    // The latest trace start each row group may hold, newest first.
+    // The latest trace start each row group may hold, newest first, and its spans.
     let newest: Vec<i64> = searched.row_groups.iter().map(|rg| rg.newest).collect();
+    let spans_of: Vec<u64> = searched.row_groups.iter().map(|rg| rg.spans).collect();
     let total = newest.len();
+    let total_spans: u64 = spans_of.iter().sum();
     let mut stats = SearchStats {
         total_blocks: searched.blocks,
         total_block_bytes: searched.bytes,
-        total_passes: most_passes(total),
+        total_passes: most_passes(&spans_of, options.first_pass_spans),
         ..SearchStats::default()
     };
-    let mut read = FIRST_PASS_ROW_GROUPS;
+    let mut read = row_groups_for(&spans_of, options.first_pass_spans);
     loop {
         // Row groups as new as the last one read are read with it.
         while read < total && newest[read] == newest[read - 1] {
@@ -255,7 +264,9 @@ pub async fn search_with_progress(
             return Ok(SearchResult { traces, stats });
         }
         progress(&stats);
-        read = next_pass_row_groups(read, total, traces.len(), options.limit);
+        let read_spans = spans_of[..read].iter().sum();
+        let next = next_pass_spans(read_spans, total_spans, traces.len(), options.limit);
+        read = row_groups_for(&spans_of, next).max(read + 1);
     }
 }
 
@@ -335,30 +346,48 @@ async fn add_service_stats(
     Ok(())
 }
 
-/// The row groups the pass after one over `read` of `total` row groups reads, when that pass
-/// kept `kept` of `limit` traces. It grows by [`PASS_GROWTH`], or straight to what finding
-/// `limit` traces at the rate so far would take, with a quarter more to spare; a pass of more
-/// than half the row groups reads them all (so a rare match, or none, costs two passes rather
-/// than many).
-pub fn next_pass_row_groups(read: usize, total: usize, kept: usize, limit: usize) -> usize {
-    let needed = match kept {
+/// The spans the pass after one over `read` of `total` spans reads, when that pass kept
+/// `kept` of `limit` traces: [`PASS_GROWTH`] times more, or what finding `limit` traces at the
+/// rate so far would take, with a quarter more to spare; more than half of all spans reads them
+/// all (so a rare match, or none, costs two passes rather than many).
+pub fn next_pass_spans(read: u64, total: u64, kept: usize, limit: usize) -> u64 {
+    let needed = match kept as u64 {
         0 => total,
         kept => {
-            let needed = read.saturating_mul(limit).div_ceil(kept);
+            let needed = read.saturating_mul(limit as u64).div_ceil(kept);
             needed.saturating_add(needed.div_ceil(4))
         }
     };
-    let next = (read * PASS_GROWTH).max(needed);
-    if next * 2 > total { total } else { next }
+    let next = read.saturating_mul(PASS_GROWTH).max(needed);
+    if next.saturating_mul(2) > total {
+        total
+    } else {
+        next
+    }
 }
 
-/// The most passes a search over `total` row groups runs.
-pub fn most_passes(total: usize) -> usize {
+/// How many of the newest row groups (their spans in `spans`) hold at least `target` spans:
+/// at least one, all of them when they hold fewer.
+pub fn row_groups_for(spans: &[u64], target: u64) -> usize {
+    let mut sum = 0u64;
+    let mut count = 0;
+    while count < spans.len() && (count == 0 || sum < target) {
+        sum += spans[count];
+        count += 1;
+    }
+    count
+}
+
+/// The most passes a search over row groups of `spans` runs, starting at `first_pass` spans.
+pub fn most_passes(spans: &[u64], first_pass: u64) -> usize {
+    let total: u64 = spans.iter().sum();
     let mut passes = 1;
-    let mut read = FIRST_PASS_ROW_GROUPS;
-    while read < total {
+    let mut read = row_groups_for(spans, first_pass);
+    while read < spans.len() {
         passes += 1;
-        read = next_pass_row_groups(read, total, usize::MAX, 1);
+        let read_spans = spans[..read].iter().sum();
+        read =
+            row_groups_for(spans, next_pass_spans(read_spans, total, usize::MAX, 1)).max(read + 1);
     }
     passes
 }

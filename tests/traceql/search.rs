@@ -1105,6 +1105,8 @@ async fn search_reads_newest_row_groups_first_and_stops_when_settled() {
             let options = SearchOptions {
                 limit,
                 spss: 1000,
+                // About 8 of the blocks (or row groups) of 16 traces.
+                first_pass_spans: 2_000,
                 ..SearchOptions::default()
             };
             // Each pass that does not end the search is reported, in order.
@@ -1395,21 +1397,29 @@ async fn a_value_no_catalog_lists_is_answered_without_reading_blocks() {
 
 #[test]
 fn passes_grow_and_jump_to_all_row_groups_when_matches_are_rare() {
-    use tracefusion::exec::search::{most_passes, next_pass_row_groups};
-    // Enough traces, but not newer than what is left: twice as many.
-    assert_eq!(next_pass_row_groups(8, 1000, 20, 20), 16);
+    use tracefusion::exec::search::{most_passes, next_pass_spans, row_groups_for};
+    // Enough traces, but not newer than what is left: twice as many spans.
+    assert_eq!(next_pass_spans(8, 1000, 20, 20), 16);
     // Some found: what the rate so far needs, and a quarter more (16 * 1.25).
-    assert_eq!(next_pass_row_groups(8, 1000, 10, 20), 20);
-    // No match yet, or one in 8 row groups with 20 wanted: as many as that rate needs.
-    assert_eq!(next_pass_row_groups(8, 1000, 0, 20), 1000);
-    assert_eq!(next_pass_row_groups(8, 1000, 1, 20), 200);
-    // More than half of the row groups: all of them.
-    assert_eq!(next_pass_row_groups(8, 200, 1, 20), 200);
-    assert_eq!(next_pass_row_groups(32, 120, 20, 20), 120);
-    assert_eq!(most_passes(0), 1);
-    assert_eq!(most_passes(8), 1);
-    assert_eq!(most_passes(25), 2);
-    assert_eq!(most_passes(120), 4);
+    assert_eq!(next_pass_spans(8, 1000, 10, 20), 20);
+    // No match yet, or one in 8 spans with 20 wanted: as many as that rate needs.
+    assert_eq!(next_pass_spans(8, 1000, 0, 20), 1000);
+    assert_eq!(next_pass_spans(8, 1000, 1, 20), 200);
+    // More than half of the spans: all of them.
+    assert_eq!(next_pass_spans(8, 200, 1, 20), 200);
+    assert_eq!(next_pass_spans(32, 120, 20, 20), 120);
+    // Whole row groups, newest first, at least one.
+    assert_eq!(row_groups_for(&[5, 5, 5], 7), 2);
+    assert_eq!(row_groups_for(&[5, 5, 5], 0), 1);
+    assert_eq!(row_groups_for(&[5, 5, 5], 100), 3);
+    assert_eq!(row_groups_for(&[], 10), 0);
+    assert_eq!(most_passes(&[], 8), 1);
+    assert_eq!(most_passes(&[1; 8], 8), 1);
+    assert_eq!(most_passes(&[1; 25], 8), 2);
+    assert_eq!(most_passes(&[1; 120], 8), 4);
+    // Row groups of 10 000 spans: 100 000 spans first, then 200 000, 400 000 and (past half)
+    // all.
+    assert_eq!(most_passes(&[10_000; 100], 100_000), 4);
 }
 
 /// String values of span attribute `key` on the spans of services named `service`.
