@@ -942,15 +942,7 @@ async fn a_large_head_block_is_cut_into_blocks_of_max_block_bytes() {
     );
 
     // Every trace in exactly one block, whole; blocks ordered by time hold later traces.
-    let trace_start = |batches: &[opentelemetry_proto::tonic::trace::v1::ResourceSpans]| {
-        batches
-            .iter()
-            .flat_map(|rs| &rs.scope_spans)
-            .flat_map(|ss| &ss.spans)
-            .map(|s| s.start_time_unix_nano)
-            .min()
-            .unwrap()
-    };
+    let trace_start = tracefusion::storage::block::trace_start;
     let mut starts_per_block = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for meta in blocks.iter() {

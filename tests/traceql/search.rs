@@ -1036,14 +1036,7 @@ async fn store_of_25_blocks(dir: &std::path::Path, layout: fn(usize) -> usize) -
     let store = local_store(dir);
     let mut blocks: Vec<BTreeMap<TraceId, Vec<ResourceSpans>>> = vec![BTreeMap::new(); 25];
     let mut traces: Vec<_> = generate(77, 400).into_iter().collect();
-    traces.sort_by_key(|(_, batches)| {
-        batches
-            .iter()
-            .flat_map(|b| &b.scope_spans)
-            .flat_map(|s| &s.spans)
-            .map(|s| s.start_time_unix_nano)
-            .min()
-    });
+    traces.sort_by_key(|(_, batches)| tracefusion::storage::block::trace_start(batches));
     for (n, (id, batches)) in traces.into_iter().enumerate() {
         blocks[layout(n)].insert(id, batches);
     }
@@ -1127,7 +1120,7 @@ async fn search_reads_newest_row_groups_first_and_stops_when_settled() {
     for (layout, ctx, query, limit, passes) in [
         ("by time", &by_time, "{ }", 5, 1),
         ("by time", &by_time, "{ status = error }", 3, 1),
-        // More traces than the first pass's 8 blocks hold.
+        // More traces than the first pass's 2 000 spans (8 blocks) hold.
         ("by time", &by_time, "{ }", 200, 2),
         (
             "by time",
