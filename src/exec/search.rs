@@ -286,22 +286,46 @@ async fn add_service_stats(
     if traces.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Expr> = traces
-        .iter()
-        .map(|t| {
-            lit(ScalarValue::FixedSizeBinary(
-                16,
-                Some(t.trace_id.0.to_vec()),
-            ))
-        })
-        .collect();
-    // An IN list lets the block scan keep only blocks whose bloom filters may hold the traces.
-    let mut filter = ident(schema::TRACE_ID).in_list(ids, false);
+    let mut spans = LogicalPlanBuilder::scan(SPANS_TABLE, provider_as_source(spans), None)?;
     if let Some(range) = range_filter(options.start, options.end) {
-        filter = filter.and(range);
+        spans = spans.filter(range)?;
     }
-    let counted = LogicalPlanBuilder::scan(SPANS_TABLE, provider_as_source(spans), None)?
-        .filter(filter)?
+    let spans = if traces.len() <= MAX_LISTED_TRACES {
+        // An IN list lets the block scan keep only the row groups whose bloom filters may hold
+        // the traces, and the page index the pages.
+        let ids: Vec<Expr> = traces
+            .iter()
+            .map(|t| {
+                lit(ScalarValue::FixedSizeBinary(
+                    16,
+                    Some(t.trace_id.0.to_vec()),
+                ))
+            })
+            .collect();
+        spans.filter(ident(schema::TRACE_ID).in_list(ids, false))?
+    } else {
+        // Many traces: a semi join with their ids. As an IN list, DataFusion would rewrite
+        // thousands of literals again for every file it opens.
+        let id_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new(
+                TRACE_ID_KEY,
+                DataType::FixedSizeBinary(16),
+                false,
+            ),
+        ]));
+        let ids = FixedSizeBinaryArray::try_from_iter(traces.iter().map(|t| t.trace_id.0))?;
+        let ids = RecordBatch::try_new(id_schema.clone(), vec![Arc::new(ids)])?;
+        let ids = datafusion::datasource::MemTable::try_new(id_schema, vec![vec![ids]])?;
+        let ids = LogicalPlanBuilder::scan("__traces", provider_as_source(Arc::new(ids)), None)?
+            .build()?;
+        spans.join(
+            ids,
+            datafusion::logical_expr::JoinType::LeftSemi,
+            (vec![schema::TRACE_ID], vec![TRACE_ID_KEY]),
+            None,
+        )?
+    };
+    let counted = spans
         .aggregate(
             vec![
                 ident(schema::TRACE_ID),
@@ -345,6 +369,11 @@ async fn add_service_stats(
     }
     Ok(())
 }
+
+/// Above this many traces, service stats find their spans by a join rather than an IN list.
+const MAX_LISTED_TRACES: usize = 1024;
+/// The id column of the traces service stats are counted for.
+const TRACE_ID_KEY: &str = "__trace_id";
 
 /// The spans the pass after one over `read` of `total` spans reads, when that pass kept
 /// `kept` of `limit` traces: [`PASS_GROWTH`] times more, or what finding `limit` traces at the

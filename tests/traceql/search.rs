@@ -1079,6 +1079,50 @@ async fn store_of_one_block(dir: &std::path::Path) -> SpanSource {
     span_session(store, blocklist, "single-tenant", &[]).unwrap()
 }
 
+/// Service stats count every span of each returned trace by service, the same whether the
+/// search returns a few traces (found through an IN list of their ids) or thousands (a join).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_stats_are_the_same_for_few_and_many_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(dir.path());
+    let traces = generate(78, 1500);
+    write_block(
+        store.clone(),
+        "single-tenant",
+        BlockOptions::default(),
+        traces.iter(),
+    )
+    .await
+    .unwrap();
+    let blocklist = Arc::new(Blocklist::new(store.clone()));
+    blocklist.poll().await.unwrap();
+    let source = span_session(store, blocklist, "single-tenant", &[]).unwrap();
+    let query = compile("{ }").unwrap();
+    let run = |limit| {
+        let (source, query) = (source.clone(), query.clone());
+        async move {
+            let options = SearchOptions {
+                limit,
+                ..SearchOptions::default()
+            };
+            search(&source, &query, &options).await.unwrap().traces
+        }
+    };
+    let all = run(5000).await;
+    assert_eq!(all.len(), 1500);
+    for trace in &all {
+        let spans: u64 = trace.service_stats.iter().map(|s| s.spans).sum();
+        let written = traces[&trace.trace_id]
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len() as u64)
+            .sum::<u64>();
+        assert_eq!(spans, written, "trace {}", trace.trace_id);
+    }
+    let newest = run(20).await;
+    assert_eq!(newest[..], all[..20]);
+}
+
 /// Row groups are read newest first, across blocks and inside one, and a search stops once
 /// older row groups cannot change its result: it returns exactly the newest traces a full scan
 /// returns, reading less.
