@@ -200,9 +200,8 @@ const PASS_GROWTH: u64 = 2;
 /// whose traces may be newest (the first, `first_pass_spans` of spans), and the search stops
 /// once the `limit` traces found all start after every trace of the row groups left out (none
 /// of those can be newer). Otherwise the next pass reads more (see [`next_pass_spans`]), up
-/// to all of them. Each pass
-/// evaluates the query over everything it reads, so a trace split across blocks is matched
-/// whole as long as its parts were read.
+/// to all of them. Each pass evaluates the query over everything it reads, so a trace split
+/// across blocks is matched whole as long as its parts were read.
 pub async fn search(
     source: &SpanSource,
     query: &Query,

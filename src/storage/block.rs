@@ -628,7 +628,7 @@ pub async fn read_bloom(
     let mut blooms = Vec::with_capacity(meta.row_groups.len());
     let mut offset = 0usize;
     for rg in &meta.row_groups {
-        let end = offset + rg.bloom_size as usize;
+        let end = offset.saturating_add(usize::try_from(rg.bloom_size).unwrap_or(usize::MAX));
         let Some(slice) = bytes.get(offset..end) else {
             return Err(corrupt(format!(
                 "{} bytes, the row groups' filters need {end}",

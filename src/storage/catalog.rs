@@ -134,36 +134,6 @@ fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K, truncated: &
     }
 }
 
-impl TagCatalog {
-    /// About the bytes it holds in memory: what bounds caches of catalogs.
-    pub fn memory_size(&self) -> usize {
-        let value = |v: &ValueCount| {
-            std::mem::size_of::<ValueCount>()
-                + match &v.value {
-                    TagValue::String(s) => s.len(),
-                    _ => 0,
-                }
-        };
-        let keys: usize = self
-            .scopes
-            .values()
-            .flatten()
-            .map(|entry| {
-                std::mem::size_of::<KeyEntry>()
-                    + entry.key.len()
-                    + entry.types.iter().map(|t| t.len() + 24).sum::<usize>()
-                    + entry.values.iter().map(value).sum::<usize>()
-            })
-            .sum();
-        let intrinsics: usize = self
-            .intrinsics
-            .iter()
-            .map(|(name, values)| name.len() + values.iter().map(value).sum::<usize>())
-            .sum();
-        std::mem::size_of::<Self>() + keys + intrinsics
-    }
-}
-
 /// Collects a catalog while spans are appended.
 #[derive(Default)]
 pub struct CatalogBuilder {
@@ -412,6 +382,34 @@ impl TagCatalog {
                 .values
                 .iter()
                 .any(|v| matches!(&v.value, TagValue::String(s) if s == value))
+    }
+
+    /// About the bytes it holds in memory: what bounds caches of catalogs.
+    pub fn memory_size(&self) -> usize {
+        let value = |v: &ValueCount| {
+            std::mem::size_of::<ValueCount>()
+                + match &v.value {
+                    TagValue::String(s) => s.len(),
+                    _ => 0,
+                }
+        };
+        let keys: usize = self
+            .scopes
+            .values()
+            .flatten()
+            .map(|entry| {
+                std::mem::size_of::<KeyEntry>()
+                    + entry.key.len()
+                    + entry.types.iter().map(|t| t.len() + 24).sum::<usize>()
+                    + entry.values.iter().map(value).sum::<usize>()
+            })
+            .sum();
+        let intrinsics: usize = self
+            .intrinsics
+            .iter()
+            .map(|(name, values)| name.len() + values.iter().map(value).sum::<usize>())
+            .sum();
+        std::mem::size_of::<Self>() + keys + intrinsics
     }
 
     pub fn keys(&self, scope: TagScope) -> &[KeyEntry] {

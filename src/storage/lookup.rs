@@ -2,8 +2,8 @@
 //! from cheap to dear: block metas (id range, time range), the block's trace-id bloom filters
 //! (one small cached object: a filter per row group, or one for a block of the first format)
 //! with the row-group id ranges in the meta, then the page index of `trace_id` (sorted inside
-//! each row group), so only the pages around the trace are fetched. Spans found in several blocks are combined, deduplicated by span id and
-//! kind.
+//! each row group), so only the pages around the trace are fetched. Spans found in several
+//! blocks are combined, deduplicated by span id and kind.
 
 use std::sync::Arc;
 
@@ -81,6 +81,27 @@ pub struct BlocksCatalog {
     pub complete: bool,
 }
 
+/// `key` in `cache`, counted as a hit or a miss of the cache `name`.
+fn cached<K, V>(cache: &moka::sync::Cache<K, V>, name: &str, key: &K) -> Option<V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    let value = cache.get(key);
+    metrics::cache_lookup(name, value.is_some());
+    value
+}
+
+/// Puts `value` in `cache` and records what the cache `name` now holds.
+fn remember<K, V>(cache: &moka::sync::Cache<K, V>, name: &str, key: K, value: V)
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    cache.insert(key, value);
+    metrics::cache_size(name, cache.weighted_size());
+}
+
 /// A cache entry's weight: its bytes, saturating.
 fn weight(bytes: usize) -> u32 {
     bytes.min(u32::MAX as usize) as u32
@@ -124,9 +145,7 @@ impl TraceReader {
             tenant.to_string(),
             blocks.iter().map(|meta| meta.block_id).collect::<Vec<_>>(),
         );
-        let cached = self.merged.get(&key);
-        metrics::cache_lookup("merged_catalog", cached.is_some());
-        if let Some(catalog) = cached {
+        if let Some(catalog) = cached(&self.merged, "merged_catalog", &key) {
             return BlocksCatalog {
                 catalog,
                 complete: true,
@@ -150,21 +169,17 @@ impl TraceReader {
         }
         let catalog = Arc::new(catalog);
         if complete {
-            self.merged.insert(key, catalog.clone());
-            metrics::cache_size("merged_catalog", self.merged.weighted_size());
+            remember(&self.merged, "merged_catalog", key, catalog.clone());
         }
         BlocksCatalog { catalog, complete }
     }
 
     async fn block_catalog(&self, meta: &BlockMeta) -> Result<Arc<TagCatalog>, BlockError> {
-        let cached = self.catalogs.get(&meta.block_id);
-        metrics::cache_lookup("catalog", cached.is_some());
-        if let Some(catalog) = cached {
+        if let Some(catalog) = cached(&self.catalogs, "catalog", &meta.block_id) {
             return Ok(catalog);
         }
         let catalog = Arc::new(read_catalog(self.store.as_ref(), meta).await?);
-        self.catalogs.insert(meta.block_id, catalog.clone());
-        metrics::cache_size("catalog", self.catalogs.weighted_size());
+        remember(&self.catalogs, "catalog", meta.block_id, catalog.clone());
         Ok(catalog)
     }
 
@@ -257,14 +272,11 @@ impl TraceReader {
     }
 
     async fn bloom(&self, meta: &BlockMeta) -> Result<Arc<TraceIdBloom>, BlockError> {
-        let cached = self.blooms.get(&meta.block_id);
-        metrics::cache_lookup("bloom", cached.is_some());
-        if let Some(bloom) = cached {
+        if let Some(bloom) = cached(&self.blooms, "bloom", &meta.block_id) {
             return Ok(bloom);
         }
         let bloom = Arc::new(read_bloom(self.store.as_ref(), meta).await?);
-        self.blooms.insert(meta.block_id, bloom.clone());
-        metrics::cache_size("bloom", self.blooms.weighted_size());
+        remember(&self.blooms, "bloom", meta.block_id, bloom.clone());
         Ok(bloom)
     }
 
@@ -274,16 +286,13 @@ impl TraceReader {
 
     /// The block's Parquet footer and page index, read in one ranged GET the first time.
     async fn footer(&self, meta: &BlockMeta) -> Result<ArrowReaderMetadata, BlockError> {
-        let cached = self.footers.get(&meta.block_id);
-        metrics::cache_lookup("footer", cached.is_some());
-        if let Some(footer) = cached {
+        if let Some(footer) = cached(&self.footers, "footer", &meta.block_id) {
             return Ok(footer);
         }
         let mut reader = self.object_reader(meta);
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let footer = ArrowReaderMetadata::load_async(&mut reader, options).await?;
-        self.footers.insert(meta.block_id, footer.clone());
-        metrics::cache_size("footer", self.footers.weighted_size());
+        remember(&self.footers, "footer", meta.block_id, footer.clone());
         Ok(footer)
     }
 
